@@ -1,0 +1,60 @@
+"""Entry point of the ``lexray`` command: registers one Typer sub-app per pipeline stage."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+
+import typer
+
+from lexray import __version__
+
+app = typer.Typer(
+    name="lexray",
+    help=(
+        "Chest X-ray image-text retrieval with LLM report encoders.\n\n"
+        "Pipeline: data -> variants -> text (MNTP, contrastive) -> clip -> evaluate -> index -> serve."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+# (module under lexray.cli, attribute holding a Typer app or a command function, group name or None
+# for a top-level command). Order is the pipeline order shown in --help.
+_COMMANDS: list[tuple[str, str, str | None]] = [
+    ("models", "app", "models"),
+    ("doctor", "doctor", None),
+]
+
+
+def _register() -> None:
+    for module_name, attr, group in _COMMANDS:
+        module = importlib.import_module(f"lexray.cli.{module_name}")
+        obj = getattr(module, attr)
+        if group is None:
+            app.command()(obj)
+        else:
+            app.add_typer(obj, name=group)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+@app.command()
+def version() -> None:
+    """Print lexray's version."""
+    typer.echo(__version__)
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
