@@ -1,0 +1,154 @@
+"""Bidirectional retrieval protocols: image vs study level, exact-pair vs duplicate-aware.
+
+* **study level**: one image embedding per study (the mean of its images' embeddings, L2-normalised
+  again) against one report per study: an N x N similarity.
+* **image level**: image->text ranks every image against the studies' reports (its own study's report
+  is the positive); text->image ranks every report against all images, where any image of its study
+  is a positive (so hit@k and true recall@k differ and both are reported).
+* **exact**: only the true pair counts (the published protocol). **dedup**: a retrieved report counts
+  when it is identical to the true report after :func:`normalize_report` (lower case, punctuation and
+  extra whitespace removed) — thousands of CXR reports read "No acute cardiopulmonary process.", and
+  under the exact protocol retrieving one of their identical twins is scored as a miss.
+
+Studies without any image are left out of both sides (logged with their count).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from lexray.evaluate.retrieval import DEFAULT_KS, Ties, retrieval_ranks, summarize_ranks
+
+log = logging.getLogger(__name__)
+
+LEVELS = ("study", "image")
+MODES = ("exact", "dedup")
+DIRECTIONS = ("image_to_text", "text_to_image")
+
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """Which retrieval protocols to compute and how."""
+
+    ks: tuple[int, ...] = DEFAULT_KS  # cut-offs K for hit@K (CXR "Recall@K") and true recall@K
+    levels: tuple[str, ...] = LEVELS  # "study" (N x N, mean image embedding) and/or "image"
+    modes: tuple[str, ...] = MODES  # "exact" (only the true pair) and/or "dedup" (identical reports count)
+    ties: Ties = "pessimistic"  # negatives tied with the best positive count ahead ("optimistic": behind)
+    true_recall: bool = True  # also compute true recall@K where a query has several positives
+    block_mb: int = 256  # memory for one score block (rows x keys x 4 bytes)
+
+
+def normalize_report(text: str) -> str:
+    """The form under which two reports count as identical: lower case, only letters/digits, single spaces."""
+    return _NON_WORD.sub(" ", text.lower()).strip()
+
+
+def duplicate_groups(texts: Sequence[str]) -> np.ndarray:
+    """(N,) int id per text; texts identical after :func:`normalize_report` share an id."""
+    _, ids = np.unique(
+        np.array([normalize_report(t) for t in texts], dtype=object).astype(str), return_inverse=True
+    )
+    return ids.ravel().astype(np.int64)
+
+
+def study_image_embeddings(
+    image_embeddings: np.ndarray, image_study: np.ndarray, n_studies: int
+) -> np.ndarray:
+    """(n_studies, D) mean of each study's image embeddings, L2-normalised; zero rows for studies without images."""
+    image_study = np.asarray(image_study, dtype=np.int64)
+    out = np.zeros((n_studies, image_embeddings.shape[1]), dtype=np.float64)
+    np.add.at(out, image_study, image_embeddings.astype(np.float64))
+    norm = np.linalg.norm(out, axis=1, keepdims=True)
+    return (out / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+
+
+def bidirectional_retrieval(
+    image_embeddings: np.ndarray,
+    image_study: Sequence[int] | np.ndarray,
+    text_embeddings: np.ndarray,
+    report_texts: Sequence[str],
+    config: RetrievalConfig = RetrievalConfig(),
+    progress: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Retrieval metrics in both directions for each requested level and mode.
+
+    Args:
+        image_embeddings: (Ni, D) L2-normalised image embeddings.
+        image_study: (Ni,) index of each image's study (a row of ``text_embeddings``).
+        text_embeddings: (Ns, D) L2-normalised report embeddings, one per study.
+        report_texts: (Ns,) the reports, used only to find duplicates for the "dedup" mode.
+        config: protocols to compute.
+        progress: show progress bars.
+
+    Returns:
+        ``{"study/exact/image_to_text": {"hit@1": ..., "median_rank": ..., ...}, ...}``.
+    """
+    for level in config.levels:
+        if level not in LEVELS:
+            raise ValueError(f"unknown retrieval level {level!r}; choose from {LEVELS}")
+    for mode in config.modes:
+        if mode not in MODES:
+            raise ValueError(f"unknown retrieval mode {mode!r}; choose from {MODES}")
+    image_embeddings = np.asarray(image_embeddings, dtype=np.float32)
+    text_embeddings = np.asarray(text_embeddings, dtype=np.float32)
+    image_study = np.asarray(image_study, dtype=np.int64)
+    n_studies = len(text_embeddings)
+    if len(report_texts) != n_studies:
+        raise ValueError(f"{n_studies} text embeddings but {len(report_texts)} report texts")
+    if len(image_study) != len(image_embeddings):
+        raise ValueError(f"{len(image_embeddings)} image embeddings but {len(image_study)} study indices")
+    if len(image_study) and (image_study.min() < 0 or image_study.max() >= n_studies):
+        raise ValueError(f"image_study holds indices outside 0..{n_studies - 1}")
+
+    has_image = np.bincount(image_study, minlength=n_studies) > 0
+    if not has_image.all():
+        log.warning(
+            "%d of %d studies have no image and are left out of retrieval", int((~has_image).sum()), n_studies
+        )
+    keep = np.flatnonzero(has_image)
+    remap = np.full(n_studies, -1, dtype=np.int64)
+    remap[keep] = np.arange(len(keep))
+    texts = text_embeddings[keep]
+    img_study = remap[image_study]
+    dup = duplicate_groups([report_texts[i] for i in keep])
+    study_imgs = (
+        study_image_embeddings(image_embeddings, img_study, len(keep)) if "study" in config.levels else None
+    )
+
+    results: dict[str, dict[str, float]] = {}
+    block = config.block_mb * 2**20
+    for level in config.levels:
+        for mode in config.modes:
+            group_of_study = np.arange(len(keep)) if mode == "exact" else dup
+            if level == "study":
+                imgs, img_groups = study_imgs, group_of_study
+            else:
+                imgs, img_groups = image_embeddings, group_of_study[img_study]
+            txt_groups = group_of_study
+            for direction in DIRECTIONS:
+                if direction == "image_to_text":
+                    q, qg, k, kg = imgs, img_groups, texts, txt_groups
+                else:
+                    q, qg, k, kg = texts, txt_groups, imgs, img_groups
+                multi = np.bincount(kg).max() > 1
+                name = f"{level}/{mode}/{direction}"
+                res = retrieval_ranks(
+                    q,
+                    k,
+                    qg,
+                    kg,
+                    ties=config.ties,
+                    recall_ks=config.ks if (config.true_recall and multi) else (),
+                    block_bytes=block,
+                    progress=progress,
+                    desc=name,
+                )
+                results[name] = summarize_ranks(res, config.ks)
+    return results
