@@ -1,0 +1,136 @@
+"""The embedding model an index is built with: a protocol, a stored reference, and its loader.
+
+An index records *which* model made its vectors (:class:`ModelRef`) so that ``lexray search`` and
+``lexray serve`` embed queries with exactly the same model. Any object with ``embed_images``,
+``embed_texts`` and ``embed_dim`` fits (:class:`Embedder`); :class:`lexray.clip.DualEncoder` is the one
+the command line uses by default.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+# The class the CLI loads a run directory with unless the index config names another.
+DEFAULT_MODEL_CLASS = "lexray.clip:DualEncoder"
+
+ImageInput = np.ndarray | str | Path
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What the index and the service need from a model (the embedding protocol of ``lexray.clip``)."""
+
+    @property
+    def embed_dim(self) -> int:
+        """Width D of the vectors both ``embed_*`` methods return."""
+        ...
+
+    def embed_images(self, images: Sequence[ImageInput], batch_size: int = 32) -> np.ndarray:
+        """(N, D) L2-normalised float32 vectors of N images (pixel arrays (H, W) in [0, 1] or paths)."""
+        ...
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        """(N, D) L2-normalised float32 vectors of N report texts."""
+        ...
+
+
+class ModelLoadError(RuntimeError):
+    """The model an index refers to cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Where an index's model lives and which class loads it."""
+
+    model_class: str  # "module:Class" with a ``from_pretrained(path)`` classmethod
+    path: str  # the run directory (absolute) handed to ``from_pretrained``
+    fingerprint: str  # stable id of the run directory's files, to notice a model changed under the index
+
+    def to_dict(self) -> dict[str, str]:
+        """JSON-able form stored in ``index.json``."""
+        return {"model_class": self.model_class, "path": self.path, "fingerprint": self.fingerprint}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> ModelRef:
+        """Inverse of :meth:`to_dict`."""
+        return cls(model_class=data["model_class"], path=data["path"], fingerprint=data["fingerprint"])
+
+
+def fingerprint_dir(path: str | Path) -> str:
+    """A short stable id of a model directory: names, sizes and mtimes of its files (not their bytes).
+
+    Hashing every weight byte of a large model would take longer than loading it; file sizes and
+    modification times change whenever a checkpoint is rewritten.
+    """
+    root = Path(path)
+    if not root.exists():
+        return "missing"
+    entries = []
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    for p in files:
+        st = p.stat()
+        entries.append([str(p.relative_to(root)) if p != root else p.name, st.st_size, int(st.st_mtime)])
+    return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
+
+
+def make_ref(path: str | Path, model_class: str = DEFAULT_MODEL_CLASS) -> ModelRef:
+    """A :class:`ModelRef` for the run directory ``path`` (stored absolute)."""
+    p = Path(path).expanduser().resolve()
+    return ModelRef(model_class=model_class, path=str(p), fingerprint=fingerprint_dir(p))
+
+
+def _import_class(spec: str) -> type:
+    if ":" not in spec:
+        raise ModelLoadError(f"model class {spec!r} must look like 'package.module:ClassName'")
+    module_name, _, attr = spec.partition(":")
+    try:
+        obj: object = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelLoadError(f"cannot import {module_name!r} for model class {spec!r}: {exc}") from exc
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ModelLoadError(f"{module_name!r} has no attribute {attr!r} (model class {spec!r})")
+        obj = getattr(obj, part)
+    if not isinstance(obj, type):
+        raise ModelLoadError(f"model class {spec!r} is not a class")
+    return obj
+
+
+def load_model(ref: ModelRef, *, check_fingerprint: bool = True) -> Embedder:
+    """Load the model an index refers to.
+
+    Args:
+        ref: the stored reference.
+        check_fingerprint: refuse a run directory whose files changed since the index was built
+            (query vectors would no longer match the stored ones).
+
+    Raises:
+        ModelLoadError: the directory is missing or changed, or the class cannot be imported/loaded.
+    """
+    if not Path(ref.path).exists():
+        raise ModelLoadError(
+            f"the index's model {ref.path} does not exist; rebuild the index or restore the run directory"
+        )
+    if check_fingerprint:
+        now = fingerprint_dir(ref.path)
+        if now != ref.fingerprint:
+            raise ModelLoadError(
+                f"the model files in {ref.path} changed since the index was built "
+                f"(fingerprint {ref.fingerprint} -> {now}); rebuild the index with `lexray index build`"
+            )
+    cls = _import_class(ref.model_class)
+    loader = getattr(cls, "from_pretrained", None)
+    if loader is None:
+        raise ModelLoadError(f"{ref.model_class} has no from_pretrained(path) classmethod")
+    model = loader(ref.path)
+    if not isinstance(model, Embedder):
+        raise ModelLoadError(f"{ref.model_class} does not provide embed_images/embed_texts/embed_dim")
+    return model
