@@ -37,3 +37,13 @@ class Study:
     def report_text(self) -> str:
         """Findings and impression joined: the text most stages embed."""
         return " ".join(s for s in (self.findings, self.impression) if s).strip()
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A source record that was skipped, with the reason (written to ``<manifest>.rejects.jsonl``)."""
+
+    source: str  # the source the record came from ("openi", "mimic-cxr", ...)
+    record: str  # where it is: a file name, "file.csv:row 17", a study id
+    reason: str  # short machine-readable cause, e.g. "empty_report", "bad_xml", "missing_image"
+    detail: str = ""  # a human-readable explanation and, where possible, the fix

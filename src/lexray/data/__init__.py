@@ -1,0 +1,12 @@
+"""Data stage: ``Study`` records, the Parquet manifest, report sections, radiograph I/O and dataset sources.
+
+Sub-modules: :mod:`~lexray.data.study` (records), :mod:`~lexray.data.manifest` (Parquet manifest and
+rejects), :mod:`~lexray.data.sections` (report section parser), :mod:`~lexray.data.images` (PNG/JPEG/DICOM
+loading, resize and pad), :mod:`~lexray.data.views` (view positions), :mod:`~lexray.data.sources`
+(Open-i, MIMIC-CXR-JPG, CheXpert Plus, hospital exports), :mod:`~lexray.data.download` (resumable,
+verified downloads) and :mod:`~lexray.data.prepare` (sources -> manifest, statistics).
+"""
+
+from lexray.data.study import Image, Reject, Study
+
+__all__ = ["Image", "Reject", "Study"]

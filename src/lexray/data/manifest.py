@@ -1,0 +1,228 @@
+"""The study manifest on disk: one Parquet file of :class:`Study` records plus a rejects file beside it.
+
+Layout (schema version 1), one row per study::
+
+    study_id, patient_id, source, split: string
+    findings, impression, indication, comparison, report: string ("" when absent)
+    images: list<struct<path: string, view: string (nullable), image_id: string (nullable)>>
+    extra: map<string, string>
+
+The schema version and the lexray version that wrote the file are stored in the Parquet key-value
+metadata (``lexray.schema_version``, ``lexray.version``); :func:`read_manifest` refuses files without
+them or from a newer schema. Writes are atomic (temporary file in the same folder, then rename), so a
+crash never leaves a half-written manifest. Skipped records go to ``<stem>.rejects.jsonl`` (one JSON
+object per line: source, record, reason, detail).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import asdict
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lexray import __version__
+from lexray.data.study import Image, Reject, Study
+
+SCHEMA_VERSION = 1
+_META_VERSION = b"lexray.schema_version"
+_META_LEXRAY = b"lexray.version"
+
+_TEXT_COLUMNS = ("findings", "impression", "indication", "comparison", "report")
+_IMAGE_TYPE = pa.struct([("path", pa.string()), ("view", pa.string()), ("image_id", pa.string())])
+
+SCHEMA = pa.schema(
+    [
+        ("study_id", pa.string()),
+        ("patient_id", pa.string()),
+        ("source", pa.string()),
+        ("split", pa.string()),
+        *[(c, pa.string()) for c in _TEXT_COLUMNS],
+        ("images", pa.list_(_IMAGE_TYPE)),
+        ("extra", pa.map_(pa.string(), pa.string())),
+    ]
+)
+
+
+class ManifestError(ValueError):
+    """A manifest file is missing, not a lexray manifest, or from an unsupported schema version."""
+
+
+def rejects_path(manifest_path: str | Path) -> Path:
+    """The rejects file that belongs to a manifest: ``<stem>.rejects.jsonl`` in the same folder."""
+    p = Path(manifest_path)
+    return p.with_name(f"{p.stem}.rejects.jsonl")
+
+
+def _atomic_target(path: Path) -> tuple[int, Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    return fd, Path(tmp)
+
+
+def studies_to_table(studies: Iterable[Study]) -> pa.Table:
+    """Arrow table (manifest schema, without file metadata) from study records.
+
+    Raises:
+        ValueError: two studies share a study id.
+    """
+    cols: dict[str, list] = {name: [] for name in SCHEMA.names}
+    seen: set[str] = set()
+    for s in studies:
+        if s.study_id in seen:
+            raise ValueError(
+                f"duplicate study id {s.study_id!r} (source {s.source}): study ids must be unique in a "
+                "manifest; prefix them with the source when mixing datasets"
+            )
+        seen.add(s.study_id)
+        cols["study_id"].append(s.study_id)
+        cols["patient_id"].append(s.patient_id)
+        cols["source"].append(s.source)
+        cols["split"].append(s.split)
+        for c in _TEXT_COLUMNS:
+            cols[c].append(getattr(s, c))
+        cols["images"].append([{"path": i.path, "view": i.view, "image_id": i.image_id} for i in s.images])
+        cols["extra"].append(list(s.extra.items()))
+    return pa.Table.from_pydict(cols, schema=SCHEMA)
+
+
+def write_table(table: pa.Table, path: str | Path, rejects: list[Reject] | None = None) -> Path:
+    """Write a table in manifest schema atomically (see :func:`write_manifest`)."""
+    path = Path(path)
+    if table.schema.remove_metadata() != SCHEMA:
+        table = table.select(SCHEMA.names).cast(SCHEMA)
+    table = table.replace_schema_metadata(
+        {_META_VERSION: str(SCHEMA_VERSION).encode(), _META_LEXRAY: __version__.encode()}
+    )
+    fd, tmp = _atomic_target(path)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    write_rejects(rejects, rejects_path(path))
+    return path
+
+
+def write_manifest(studies: Iterable[Study], path: str | Path, rejects: list[Reject] | None = None) -> Path:
+    """Write studies as a schema-versioned Parquet manifest, atomically.
+
+    Args:
+        studies: the records; study ids must be unique.
+        path: the ``.parquet`` file to write (parent folders are created).
+        rejects: records skipped while building the studies. Written to ``<stem>.rejects.jsonl``
+            beside the manifest (an empty file for ``[]``); with ``None`` a stale rejects file from an
+            earlier run is removed, because it would no longer describe this manifest.
+
+    Returns:
+        The manifest path.
+
+    Raises:
+        ValueError: two studies share a study id.
+    """
+    return write_table(studies_to_table(studies), path, rejects)
+
+
+def write_rejects(rejects: list[Reject] | None, path: str | Path) -> Path | None:
+    """Write rejects as JSON lines atomically; ``None`` removes an existing file. Returns the path or None."""
+    path = Path(path)
+    if rejects is None:
+        path.unlink(missing_ok=True)
+        return None
+    fd, tmp = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            for r in rejects:
+                f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_rejects(path: str | Path) -> list[Reject]:
+    """Rejects of a manifest (pass the manifest or the ``.rejects.jsonl`` path); [] when there is none."""
+    p = Path(path)
+    if p.suffix != ".jsonl":
+        p = rejects_path(p)
+    if not p.is_file():
+        return []
+    with p.open(encoding="utf-8") as f:
+        return [Reject(**json.loads(line)) for line in f if line.strip()]
+
+
+def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
+    """The manifest as an Arrow table (for vectorised work such as statistics), after checking its schema.
+
+    Raises:
+        ManifestError: the file is absent, not a lexray manifest, or from a newer schema version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"manifest {path} does not exist: build one with `lexray data prepare`")
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise ManifestError(
+            f"{path} is not a Parquet file ({exc}); rebuild it with `lexray data prepare`"
+        ) from exc
+    if _META_VERSION not in meta:
+        raise ManifestError(f"{path} has no lexray schema version: it was not written by write_manifest")
+    version = int(meta[_META_VERSION])
+    if version > SCHEMA_VERSION:
+        raise ManifestError(
+            f"{path} uses manifest schema {version}, newer than this lexray's {SCHEMA_VERSION}: upgrade lexray"
+        )
+    return pq.read_table(path, columns=columns)
+
+
+def iter_table(table: pa.Table) -> Iterator[Study]:
+    """Study records from a manifest-schema table, in row order."""
+    cols = {name: table.column(name).to_pylist() for name in SCHEMA.names}
+    for i in range(table.num_rows):
+        yield Study(
+            study_id=cols["study_id"][i],
+            patient_id=cols["patient_id"][i],
+            source=cols["source"][i],
+            split=cols["split"][i],
+            images=tuple(Image(**img) for img in cols["images"][i]),
+            findings=cols["findings"][i],
+            impression=cols["impression"][i],
+            indication=cols["indication"][i],
+            comparison=cols["comparison"][i],
+            report=cols["report"][i],
+            extra=dict(cols["extra"][i]),
+        )
+
+
+def read_manifest(path: str | Path) -> list[Study]:
+    """Load every study of a manifest written by :func:`write_manifest`.
+
+    Raises:
+        ManifestError: the file is absent, not a lexray manifest, or from a newer schema version.
+    """
+    return list(iter_table(read_table(path)))
+
+
+def select(
+    studies: Iterable[Study],
+    split: str | Collection[str] | None = None,
+    source: str | Collection[str] | None = None,
+) -> list[Study]:
+    """Studies of the given split(s) and source(s); ``None`` keeps all.
+
+    Example: ``select(studies, split="train", source=("openi", "mimic-cxr"))``.
+    """
+    splits = {split} if isinstance(split, str) else (set(split) if split is not None else None)
+    sources = {source} if isinstance(source, str) else (set(source) if source is not None else None)
+    return [
+        s
+        for s in studies
+        if (splits is None or s.split in splits) and (sources is None or s.source in sources)
+    ]
