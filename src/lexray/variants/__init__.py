@@ -1,0 +1,37 @@
+"""Report variants: clinically equivalent rewrites and single-error hard negatives, checked by the labeler.
+
+* :mod:`~lexray.variants.rules` - rule styles (shorthand, expanded, impression_only, findings_only,
+  reordered, headerless, hospital_template), deterministic under a seed.
+* :mod:`~lexray.variants.errors` - single-error variants driven by the labeler's mention spans.
+* :mod:`~lexray.variants.llm` - LLM rewriting from versioned prompt files through a local transformers
+  chat model or any OpenAI-compatible endpoint (:mod:`~lexray.variants.backends`).
+* :mod:`~lexray.variants.checks` - the clinical-equivalence and single-error checks.
+* :mod:`~lexray.variants.store` - the append-only, crash-safe variant store.
+"""
+
+from lexray.variants._text import source_text, split_sentences
+from lexray.variants.checks import Change, check_equivalent, check_error, diff_labels
+from lexray.variants.errors import make_error_variants, make_error_variants_batch
+from lexray.variants.record import ERROR_TYPES, LLM_STYLES, RULE_STYLES, STYLES, VariantRecord
+from lexray.variants.rules import make_rule_variants, make_rule_variants_batch, render_rule_style
+from lexray.variants.store import VariantStore
+
+__all__ = [
+    "ERROR_TYPES",
+    "LLM_STYLES",
+    "RULE_STYLES",
+    "STYLES",
+    "Change",
+    "VariantRecord",
+    "VariantStore",
+    "check_equivalent",
+    "check_error",
+    "diff_labels",
+    "make_error_variants",
+    "make_error_variants_batch",
+    "make_rule_variants",
+    "make_rule_variants_batch",
+    "render_rule_style",
+    "source_text",
+    "split_sentences",
+]

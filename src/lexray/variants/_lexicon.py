@@ -1,0 +1,235 @@
+"""Tables the rule styles and error injection read: abbreviations, templates, swaps, fabricated findings.
+
+Kept as data so that a new abbreviation, hospital template or error word is one row, not new code.
+"""
+
+from __future__ import annotations
+
+# (full form, shorthand). Order matters: longer phrases first so "right lower lobe" wins over "lower lobe".
+# Every shorthand here is one the finding labeler's lexicon reads (checked by the equivalence test).
+ABBREVIATIONS: tuple[tuple[str, str], ...] = (
+    ("no acute cardiopulmonary abnormality", "NAD"),
+    ("no acute cardiopulmonary abnormalities", "NAD"),
+    ("no acute cardiopulmonary disease", "NAD"),
+    ("no acute cardiopulmonary process", "NAD"),
+    ("no acute disease", "NAD"),
+    ("right lower lobe", "RLL"),
+    ("right middle lobe", "RML"),
+    ("right upper lobe", "RUL"),
+    ("left lower lobe", "LLL"),
+    ("left upper lobe", "LUL"),
+    ("ground-glass opacities", "GGOs"),
+    ("ground glass opacities", "GGOs"),
+    ("ground-glass opacity", "GGO"),
+    ("ground glass opacity", "GGO"),
+    ("cardiothoracic ratio", "CTR"),
+    ("congestive heart failure", "CHF"),
+    ("chronic obstructive pulmonary disease", "COPD"),
+    ("coronary artery bypass graft", "CABG"),
+    ("endotracheal tube", "ETT"),
+    ("nasogastric tube", "NGT"),
+    ("peripherally inserted central catheter", "PICC"),
+    ("status post", "s/p"),
+    ("pleural effusions", "effusions"),
+    ("pleural effusion", "effusion"),
+    ("pneumothoraces", "PTX"),
+    ("pneumothorax", "PTX"),
+    ("atelectasis", "atx"),
+    ("consolidations", "consol"),
+    ("consolidation", "consol"),
+    ("bilateral", "b/l"),
+    ("without", "w/o"),
+    ("with", "w/"),
+)
+
+# Shorthand -> full form for the "expanded" style (a superset of the reverse of ABBREVIATIONS, with the
+# abbreviations hospital reports use that the rule shorthand does not produce).
+EXPANSIONS: tuple[tuple[str, str], ...] = (
+    ("NAD", "no acute cardiopulmonary abnormality"),
+    ("RLL", "right lower lobe"),
+    ("RML", "right middle lobe"),
+    ("RUL", "right upper lobe"),
+    ("LLL", "left lower lobe"),
+    ("LUL", "left upper lobe"),
+    ("GGOs", "ground-glass opacities"),
+    ("GGO", "ground-glass opacity"),
+    ("CTR", "cardiothoracic ratio"),
+    ("CHF", "congestive heart failure"),
+    ("COPD", "chronic obstructive pulmonary disease"),
+    ("CABG", "coronary artery bypass graft"),
+    ("ETT", "endotracheal tube"),
+    ("NGT", "nasogastric tube"),
+    ("PICC", "peripherally inserted central catheter"),
+    ("s/p", "status post"),
+    ("PTX", "pneumothorax"),
+    ("eff", "effusion"),
+    ("effs", "effusions"),
+    ("atx", "atelectasis"),
+    ("consol", "consolidation"),
+    ("b/l", "bilateral"),
+    ("w/o", "without"),
+    ("w/", "with"),
+    ("CXR", "chest radiograph"),
+    ("bibasal", "bibasilar"),
+)
+
+# Telegraphic rewrites for shorthand: (regex, replacement), applied per sentence in order.
+TELEGRAPHIC: tuple[tuple[str, str], ...] = (
+    (r"^There (?:is|are) (?:an? )?", ""),
+    (r"\b(?:is|are) (?:seen|noted|present|identified|demonstrated|visualized)\b", ""),
+    (r"\b(?:the|an?)\b ", ""),
+    (r"\b(?:is|are) (?=(?:normal|clear|unremarkable|stable|unchanged|intact|within)\b)", ""),
+)
+
+# Hospital-style layouts. {findings} / {impression} are sentences joined by the template's separators.
+HOSPITAL_TEMPLATES: tuple[dict[str, str], ...] = (
+    {
+        "name": "bullets",
+        "findings": "FINDINGS:\n- {items}",
+        "item_sep": "\n- ",
+        "impression": "IMPRESSION:\n{numbered}",
+        "section_sep": "\n\n",
+    },
+    {
+        "name": "report_conclusion",
+        "findings": "REPORT: {text}",
+        "item_sep": " ",
+        "impression": "CONCLUSION: {text}",
+        "section_sep": "\n",
+    },
+    {
+        "name": "chest_radiograph",
+        "findings": "CHEST RADIOGRAPH\nFindings: {text}",
+        "item_sep": " ",
+        "impression": "Impression: {numbered_inline}",
+        "section_sep": "\n",
+    },
+    {
+        "name": "opinion",
+        "findings": "Findings:\n{lines}",
+        "item_sep": "\n",
+        "impression": "OPINION: {text}",
+        "section_sep": "\n",
+    },
+)
+
+# Word swaps for error injection: each word maps to its alternatives (case is restored on use).
+LATERALITY_SWAPS: dict[str, tuple[str, ...]] = {
+    "bilateral": ("right", "left"),
+    "bibasilar": ("right basilar", "left basilar"),
+    "right": ("left",),
+    "left": ("right",),
+    "rll": ("LLL",),
+    "lll": ("RLL",),
+    "rul": ("LUL",),
+    "lul": ("RUL",),
+}
+LOCATION_SWAPS: dict[str, tuple[str, ...]] = {
+    "upper": ("lower",),
+    "lower": ("upper",),
+    "apical": ("basilar",),
+    "apex": ("base",),
+    "apices": ("bases",),
+    "basilar": ("apical",),
+    "basal": ("apical",),
+    "base": ("apex",),
+    "bases": ("apices",),
+    "perihilar": ("peripheral",),
+    "middle": ("upper",),
+    "lingula": ("left lower lobe",),
+    "lingular": ("left lower lobe",),
+}
+SEVERITY_SWAPS: dict[str, tuple[str, ...]] = {
+    "mild": ("severe",),
+    "mildly": ("severely", "markedly"),
+    "minimal": ("extensive",),
+    "minimally": ("markedly",),
+    "slight": ("marked",),
+    "slightly": ("markedly",),
+    "small": ("large",),
+    "tiny": ("large",),
+    "trace": ("large",),
+    "moderate": ("minimal",),
+    "moderately": ("minimally",),
+    "large": ("small",),
+    "severe": ("mild",),
+    "severely": ("mildly",),
+    "marked": ("mild",),
+    "markedly": ("mildly",),
+    "extensive": ("minimal",),
+    "massive": ("small",),
+}
+CHRONICITY_SWAPS: dict[str, tuple[str, ...]] = {
+    "acute": ("chronic",),
+    "chronic": ("acute",),
+    "new": ("unchanged",),
+    "unchanged": ("new",),
+    "stable": ("new",),
+    "old": ("acute",),
+    "healed": ("acute",),
+    "remote": ("acute",),
+    "worsening": ("improving",),
+    "improving": ("worsening",),
+    "increased": ("decreased",),
+    "decreased": ("increased",),
+}
+# Hedges put before a positive finding to make it uncertain.
+HEDGES: tuple[str, ...] = ("possible", "probable", "questionable", "suspected")
+# Uncertainty cues and what replaces them to state the finding as certain (regex on words, in order).
+CERTAINTY_REWRITES: tuple[tuple[str, str], ...] = (
+    (r"cannot be excluded", "is present"),
+    (r"can not be excluded", "is present"),
+    (r"cannot be ruled out", "is present"),
+    (r"cannot exclude", "there is"),
+    (r"(?:may|could|might) represent", "represents"),
+    (r"(?:suspicious|concerning) for", "consistent with"),
+    (r"may be", "is"),
+    (r"(?:questionable|possible|possibly|probable|probably|suspected|likely|presumed)\s+", ""),
+)
+# A plain noun phrase per observation, used when a sentence is rewritten around the observation.
+CANONICAL: dict[str, str] = {
+    "Enlarged Cardiomediastinum": "mediastinal widening",
+    "Cardiomegaly": "cardiomegaly",
+    "Lung Opacity": "pulmonary opacity",
+    "Lung Lesion": "pulmonary nodule",
+    "Edema": "pulmonary edema",
+    "Consolidation": "consolidation",
+    "Pneumonia": "pneumonia",
+    "Atelectasis": "atelectasis",
+    "Pneumothorax": "pneumothorax",
+    "Pleural Effusion": "pleural effusion",
+    "Pleural Other": "pleural thickening",
+    "Fracture": "fracture",
+    "Support Devices": "support device",
+}
+
+# One positive sentence per observation for "fabricated finding" errors (several phrasings each; the rng
+# picks one). Laterality words in them are chosen by the rng too.
+FABRICATIONS: dict[str, tuple[str, ...]] = {
+    "Enlarged Cardiomediastinum": ("The mediastinum is widened.", "There is mediastinal widening."),
+    "Cardiomegaly": ("The heart is enlarged.", "There is cardiomegaly."),
+    "Lung Opacity": ("There is a {side} basilar opacity.", "Patchy opacity is seen in the {side} lung base."),
+    "Lung Lesion": ("There is a {side} upper lobe nodule.", "A {side} lung mass is present."),
+    "Edema": ("There is pulmonary edema.", "Interstitial edema is present."),
+    "Consolidation": (
+        "There is {side} lower lobe consolidation.",
+        "Focal consolidation is seen in the {side} lung base.",
+    ),
+    "Pneumonia": (
+        "There is {side} lower lobe pneumonia.",
+        "Findings are consistent with pneumonia in the {side} lung.",
+    ),
+    "Atelectasis": ("There is {side} basilar atelectasis.", "Atelectasis is seen at the {side} lung base."),
+    "Pneumothorax": ("There is a {side} apical pneumothorax.", "A small {side} pneumothorax is present."),
+    "Pleural Effusion": (
+        "There is a {side} pleural effusion.",
+        "A small {side} pleural effusion is present.",
+    ),
+    "Pleural Other": ("There is {side} pleural thickening.",),
+    "Fracture": ("There is an acute fracture of a {side} rib.", "A {side} clavicle fracture is present."),
+    "Support Devices": (
+        "A right internal jugular central venous catheter is in place.",
+        "A cardiac pacemaker is present.",
+    ),
+}
+SIDES: tuple[str, ...] = ("right", "left")

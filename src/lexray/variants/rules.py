@@ -1,0 +1,263 @@
+"""Rule-based report styles: clinically equivalent rewrites that are deterministic under a seed.
+
+Each style is a function ``(findings, impression, rng) -> (text, reason)`` registered in
+:data:`STYLE_FUNCTIONS`; ``reason`` is non-empty when the style cannot apply to the report (e.g.
+``impression_only`` on a report without findings). :func:`make_rule_variants` renders the styles and
+checks every one with the finding labeler (same label vector as the source, see
+:mod:`lexray.variants.checks`).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+
+from lexray.data.study import Study
+from lexray.variants import _lexicon as lex
+from lexray.variants._text import join, render_sections, source_text, study_sections
+from lexray.variants.checks import Labeler, check_equivalent, get_default_labeler
+from lexray.variants.record import NOT_APPLICABLE, RULE_STYLES, VariantRecord
+
+RULES_GENERATOR = "rules"
+
+StyleFn = Callable[[list[str], list[str], random.Random], tuple[str, str]]
+
+
+def _rng(seed: int, study_id: str, style: str) -> random.Random:
+    # random.Random(str) hashes the string with SHA-512: stable across processes and Python runs,
+    # unlike hash(), so a seed gives the same variants everywhere.
+    return random.Random(f"{seed}|{study_id}|{style}")
+
+
+def _compile(
+    pairs: Sequence[tuple[str, str]], case_sensitive_short: bool
+) -> list[tuple[re.Pattern[str], str]]:
+    out = []
+    for src, dst in pairs:
+        # Word boundaries that also work for "w/" and "s/p" (which end in a non-word character).
+        pattern = rf"(?<![\w/]){re.escape(src)}(?![\w/])"
+        flags = 0 if (case_sensitive_short and src.isupper()) else re.IGNORECASE
+        out.append((re.compile(pattern, flags), dst))
+    return out
+
+
+_ABBREV = _compile(lex.ABBREVIATIONS, case_sensitive_short=False)
+_EXPAND = _compile(lex.EXPANSIONS, case_sensitive_short=True)
+_TELEGRAPHIC = [(re.compile(p, re.IGNORECASE), r) for p, r in lex.TELEGRAPHIC]
+
+
+def _match_case(replacement: str, original: str) -> str:
+    """Keep a sentence-initial capital when a phrase is replaced."""
+    if original[:1].isupper() and replacement[:1].islower():
+        return replacement[:1].upper() + replacement[1:]
+    return replacement
+
+
+def _sub_table(
+    text: str, table: list[tuple[re.Pattern[str], str]], rng: random.Random | None, p: float
+) -> str:
+    for pattern, dst in table:
+
+        def repl(m: re.Match[str], dst: str = dst) -> str:
+            if rng is not None and rng.random() > p:
+                return m.group(0)
+            return _match_case(dst, m.group(0))
+
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _tidy(sentence: str) -> str:
+    sentence = re.sub(r"\s+", " ", sentence).strip()
+    sentence = re.sub(r"\s+([.,;:])", r"\1", sentence)
+    if sentence and sentence[0].islower():
+        sentence = sentence[0].upper() + sentence[1:]
+    return sentence
+
+
+def _shorthand_sentence(sentence: str, rng: random.Random) -> str:
+    s = sentence
+    for pattern, repl in _TELEGRAPHIC:
+        s = pattern.sub(repl, s)
+    # Most, not all, abbreviations apply, so different seeds give different shorthand.
+    s = _sub_table(s, _ABBREV, rng, p=0.85)
+    return _tidy(s)
+
+
+def style_shorthand(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
+    """Abbreviation-heavy, telegraphic: articles and copulas dropped, common terms abbreviated."""
+    f = [_shorthand_sentence(s, rng) for s in findings]
+    i = [_shorthand_sentence(s, rng) for s in impression]
+    sep = rng.choice(("\n", " "))
+    text = sep.join(x for x in (join(f), join(i)) if x)
+    return text, ""
+
+
+_NO_VERB = re.compile(r"\b(?:is|are|was|were|seen|noted|identified|present|demonstrated|visualized)\b", re.I)
+
+
+def _expand_sentence(sentence: str) -> str:
+    s = _sub_table(sentence, _EXPAND, None, 1.0)
+    # "No pneumothorax." -> "There is no pneumothorax." (only when the sentence has no verb of its own).
+    if re.match(r"^No\b", s) and not _NO_VERB.search(s):
+        s = "There is no" + s[2:]
+    return _tidy(s)
+
+
+def style_expanded(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
+    """Abbreviations spelled out and verbless negations made whole sentences."""
+    f = [_expand_sentence(s) for s in findings]
+    i = [_expand_sentence(s) for s in impression]
+    if f == findings and i == impression:
+        return "", f"{NOT_APPLICABLE}: nothing to expand"
+    return render_sections(f, i), ""
+
+
+def style_impression_only(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
+    """The impression section alone (a summary: may drop negatives, must keep every positive finding)."""
+    if not impression:
+        return "", f"{NOT_APPLICABLE}: the report has no impression section"
+    if not findings:
+        return "", f"{NOT_APPLICABLE}: the report has only an impression section"
+    return join(impression), ""
+
+
+def style_findings_only(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
+    """The findings section alone."""
+    if not findings:
+        return "", f"{NOT_APPLICABLE}: the report has no findings section"
+    if not impression:
+        return "", f"{NOT_APPLICABLE}: the report has only a findings section"
+    return join(findings), ""
+
+
+def _shuffled(items: list[str], rng: random.Random) -> list[str]:
+    if len(items) < 2:
+        return list(items)
+    order = list(range(len(items)))
+    rng.shuffle(order)
+    if order == sorted(order):
+        order = order[1:] + order[:1]  # a shuffle that changed nothing becomes a rotation
+    return [items[k] for k in order]
+
+
+def style_reordered(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
+    """Sentence order changed within each section (headers kept)."""
+    if len(findings) < 2 and len(impression) < 2:
+        return "", f"{NOT_APPLICABLE}: no section has two sentences"
+    return render_sections(_shuffled(findings, rng), _shuffled(impression, rng)), ""
+
+
+def style_headerless(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
+    """Section headers and list numbers removed: one running paragraph."""
+    return render_sections(findings, impression, headers=False), ""
+
+
+def style_hospital_template(
+    findings: list[str], impression: list[str], rng: random.Random
+) -> tuple[str, str]:
+    """One of the hospital layouts in :data:`lexray.variants._lexicon.HOSPITAL_TEMPLATES`."""
+    tpl = rng.choice(lex.HOSPITAL_TEMPLATES)
+    parts = []
+    if findings:
+        parts.append(
+            tpl["findings"].format(
+                items=tpl["item_sep"].join(s.rstrip(".") for s in findings),
+                text=join(findings),
+                lines="\n".join(findings),
+            )
+        )
+    if impression:
+        parts.append(
+            tpl["impression"].format(
+                text=join(impression),
+                numbered="\n".join(f"{k}. {s}" for k, s in enumerate(impression, 1)),
+                numbered_inline=" ".join(f"{k}. {s}" for k, s in enumerate(impression, 1)),
+            )
+        )
+    return tpl["section_sep"].join(parts), ""
+
+
+STYLE_FUNCTIONS: dict[str, StyleFn] = {
+    "shorthand": style_shorthand,
+    "expanded": style_expanded,
+    "impression_only": style_impression_only,
+    "findings_only": style_findings_only,
+    "reordered": style_reordered,
+    "headerless": style_headerless,
+    "hospital_template": style_hospital_template,
+}
+assert tuple(STYLE_FUNCTIONS) == RULE_STYLES
+
+
+def render_rule_style(study: Study, style: str, seed: int) -> tuple[str, str]:
+    """The text of one rule style for one study, and a non-empty reason when it cannot apply.
+
+    Raises:
+        ValueError: ``style`` is not a rule style.
+    """
+    if style not in STYLE_FUNCTIONS:
+        raise ValueError(f"unknown rule style {style!r}; rule styles are: {', '.join(STYLE_FUNCTIONS)}")
+    findings, impression = study_sections(study)
+    if not findings and not impression:
+        return "", f"{NOT_APPLICABLE}: study {study.study_id} has an empty report"
+    return STYLE_FUNCTIONS[style](findings, impression, _rng(seed, study.study_id, style))
+
+
+def make_rule_variants(
+    study: Study, styles: Sequence[str], seed: int, labeler: Labeler | None = None
+) -> list[VariantRecord]:
+    """Rule-style variants of one study, each checked for clinical equivalence with the labeler.
+
+    Args:
+        study: the source study (its findings and impression sections are used).
+        styles: names from :data:`lexray.variants.record.RULE_STYLES`.
+        seed: the same seed gives the same texts.
+        labeler: a finding labeler (``pipe(texts)``); default: :func:`lexray.findings.get_labeler`.
+
+    Returns:
+        One record per style, ``accepted`` when the labeler finds the same label vector as the source.
+    """
+    return make_rule_variants_batch([study], styles, seed, labeler)
+
+
+def make_rule_variants_batch(
+    studies: Sequence[Study], styles: Sequence[str], seed: int, labeler: Labeler | None = None
+) -> list[VariantRecord]:
+    """:func:`make_rule_variants` for many studies with one labeler pass (``pipe``) over all texts."""
+    labeler = labeler or get_default_labeler()
+    rendered: list[tuple[Study, str, str, str]] = []
+    for study in studies:
+        for style in styles:
+            text, reason = render_rule_style(study, style, seed)
+            rendered.append((study, style, text, reason))
+    sources = {s.study_id: source_text(s) for s in studies}
+    to_label = list(dict.fromkeys([*sources.values(), *(t for _, _, t, r in rendered if not r)]))
+    labels = dict(zip(to_label, labeler.pipe(to_label), strict=True))
+    out = []
+    for study, style, text, reason in rendered:
+        if reason:
+            out.append(_record(study, style, "", False, reason))
+            continue
+        src = sources[study.study_id]
+        if text == src:
+            out.append(_record(study, style, text, False, f"{NOT_APPLICABLE}: identical to the source"))
+            continue
+        ok, why = check_equivalent(labels[src], labels[text], style)
+        out.append(_record(study, style, text, ok, why))
+    return out
+
+
+def _record(study: Study, style: str, text: str, accepted: bool, reason: str) -> VariantRecord:
+    return VariantRecord(
+        study_id=study.study_id,
+        style=style,
+        kind="equivalent",
+        error_type=None,
+        generator=RULES_GENERATOR,
+        prompt_version="",
+        text=text,
+        accepted=accepted,
+        reject_reason="" if accepted else reason,
+    )
