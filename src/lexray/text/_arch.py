@@ -1,0 +1,57 @@
+"""Per-architecture facts, as data: how each ``config.model_type`` becomes a bidirectional encoder.
+
+Adding a family is one row here; no code elsewhere branches on model names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """How one transformers architecture is loaded, made bidirectional and LoRA-tuned."""
+
+    kind: str  # "decoder" (causal LLM turned bidirectional) or "encoder" (BERT-like, already bidirectional)
+    attention_attr: (
+        str | None
+    )  # attribute name of each layer's self-attention module ("self_attn"); None: none to patch
+    lora_targets: tuple[str, ...]  # module names LoRA wraps by default (the published q/k/v/o)
+    append_eos: bool  # append the EOS token after the text (what last-token pooling reads)
+    mask_token_text: (
+        str | None
+    )  # MNTP replacement token when the tokenizer has no mask token (llm2vec's choice)
+    layers_pattern: str = (
+        "layers"  # name of the ModuleList of transformer blocks (for LoRA on the last N layers)
+    )
+
+
+_DECODER_QKVO = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+ARCHITECTURES: dict[str, ArchSpec] = {
+    "llama": ArchSpec("decoder", "self_attn", _DECODER_QKVO, True, "_"),
+    "mistral": ArchSpec("decoder", "self_attn", _DECODER_QKVO, True, "_"),
+    "qwen2": ArchSpec("decoder", "self_attn", _DECODER_QKVO, True, "_"),
+    "qwen3": ArchSpec("decoder", "self_attn", _DECODER_QKVO, True, "_"),
+    "gemma": ArchSpec("decoder", "self_attn", _DECODER_QKVO, True, "_"),
+    "gemma2": ArchSpec("decoder", "self_attn", _DECODER_QKVO, True, "_"),
+    "gemma3_text": ArchSpec("decoder", "self_attn", _DECODER_QKVO, True, "_"),
+    "bert": ArchSpec("encoder", None, ("query", "key", "value", "dense"), False, None, "layer"),
+    "roberta": ArchSpec("encoder", None, ("query", "key", "value", "dense"), False, None, "layer"),
+    "modernbert": ArchSpec("encoder", None, ("Wqkv", "Wo"), False, None),
+}
+
+
+def arch_spec(model_type: str) -> ArchSpec:
+    """The :class:`ArchSpec` of a transformers ``config.model_type``.
+
+    Raises:
+        ValueError: the architecture is not in :data:`ARCHITECTURES` (the message lists the supported ones).
+    """
+    try:
+        return ARCHITECTURES[model_type]
+    except KeyError:
+        raise ValueError(
+            f"model_type {model_type!r} is not supported by lexray.text; supported: "
+            f"{', '.join(sorted(ARCHITECTURES))} (add a row to lexray.text._arch.ARCHITECTURES)"
+        ) from None

@@ -1,0 +1,120 @@
+"""Configuration dataclasses of the text stage (one frozen dataclass per component)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class LatentPoolingConfig:
+    """Latent-attention pooling as in NV-Embed / the published CXR encoder."""
+
+    num_latents: int = 512  # trainable latent vectors used as keys and values
+    num_heads: int = 8  # attention heads (hidden size must be divisible by it)
+    mlp_ratio: int = 4  # hidden width of the MLP after attention, as a multiple of the hidden size
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapters (peft) on the backbone."""
+
+    enabled: bool = (
+        False  # wrap the backbone with LoRA adapters; when false the backbone is frozen or fully tuned
+    )
+    r: int = 16  # adapter rank (published: 16)
+    alpha: int = 32  # scaling numerator; the update is scaled by alpha / r
+    dropout: float = 0.05  # dropout on the adapter input
+    target_modules: tuple[
+        str, ...
+    ] = ()  # module names to wrap; empty = the architecture's q/k/v/o from the table
+    last_n_layers: int = 0  # put adapters only in the last N layers (0 = all); backward then stops early
+
+
+@dataclass(frozen=True)
+class TextEncoderConfig:
+    """How a transformers model becomes a report encoder; saved with every encoder directory."""
+
+    model: str = "smollm2-135m"  # base model: alias, local directory or hub id
+    pooling: Literal["mean", "last", "latent"] = "mean"  # token pooling over the report tokens
+    instruction: str = ""  # prefix that conditions the encoding; its tokens are excluded from pooling
+    max_length: int = 512  # tokens per text including instruction and special tokens (longer texts are cut)
+    bidirectional: bool = True  # remove the causal mask of decoder LLMs (no effect on BERT-like encoders)
+    padding_side: Literal["right", "left"] = (
+        "right"  # padding side of batches (positions are mask-derived either way)
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weight dtype of the backbone
+    latent: LatentPoolingConfig = field(default_factory=LatentPoolingConfig)  # used when pooling == "latent"
+    lora: LoraSettings = field(default_factory=LoraSettings)  # adapters applied at load time when enabled
+
+
+@dataclass(frozen=True)
+class MNTPConfig:
+    """Stage 1: masked next-token prediction over the train reports (LLM2Vec)."""
+
+    enabled: bool = True  # run this stage
+    steps: int = 100  # optimizer steps
+    batch_size: int = 8  # reports per step
+    lr: float = 1e-4  # peak learning rate (AdamW, linear warmup then linear decay)
+    warmup_steps: int = 10  # linear warmup steps
+    weight_decay: float = 0.0  # AdamW weight decay
+    mask_prob: float = 0.2  # fraction of report tokens masked (published: 20%)
+    grad_clip: float = 1.0  # max global gradient norm (0 = off)
+    lora: LoraSettings = field(
+        default_factory=lambda: LoraSettings(enabled=True)
+    )  # adapters trained in this stage
+
+
+@dataclass(frozen=True)
+class ContrastiveConfig:
+    """Stage 2: supervised contrastive learning on report variants (InfoNCE)."""
+
+    enabled: bool = True  # run this stage
+    steps: int = 100  # optimizer steps
+    batch_size: int = 16  # anchors per step (per process)
+    lr: float = 1e-4  # peak learning rate (AdamW, linear warmup then linear decay)
+    warmup_steps: int = 10  # linear warmup steps
+    weight_decay: float = 0.0  # AdamW weight decay
+    scale: float = 50.0  # cosine similarity multiplier (= 1 / temperature; published 50)
+    symmetric: bool = False  # also score positives -> anchors
+    hard_negatives: int = 1  # error variants per anchor added as hard negatives
+    chunk_size: int = 0  # GradCache chunk (texts per forward); 0 = embed the whole batch at once
+    grad_clip: float = 1.0  # max global gradient norm (0 = off)
+    pairs_per_study: int = 2  # variant pairs sampled per study and epoch
+    findings_impression: bool = True  # add findings <-> impression pairs
+    mask_same_labels: bool = True  # mask in-batch negatives whose finding labels equal the anchor's
+    lora: LoraSettings = field(
+        default_factory=lambda: LoraSettings(enabled=True)
+    )  # adapters trained in this stage
+
+
+@dataclass(frozen=True)
+class TextDataConfig:
+    """Where training reports and variants come from (train split only)."""
+
+    openi: str = ""  # Open-i report archive (NLMCXR_reports.tgz or extracted folder); "" = use manifest
+    split_file: str = ""  # split JSON for Open-i (e.g. r2gen_split.json)
+    manifest: str = ""  # a lexray manifest.parquet instead of the Open-i archive
+    split: str = "train"  # the only split trained on
+    max_studies: int = 0  # cap on studies (0 = all), for smoke runs
+    variant_store: str = (
+        ""  # optional VariantStore directory with LLM variants; rule variants are always made
+    )
+    styles: tuple[str, ...] = ()  # rule styles to generate (empty = all the variants package offers)
+    error_types: tuple[str, ...] = ()  # error types to generate (empty = all)
+    use_labeler: bool = True  # compute finding labels for false-negative masking and variant checks
+
+
+@dataclass(frozen=True)
+class TextTrainConfig:
+    """A full text-encoder training run: MNTP then contrastive."""
+
+    output_dir: str = "runs/text"  # run directory; the final encoder is saved here
+    seed: int = 0  # seed of sampling, masking and initialisation
+    threads: int = 0  # torch CPU threads (0 = torch default)
+    save: Literal["merged", "adapter"] = "merged"  # how the final encoder stores its weights
+    encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)  # the encoder being trained
+    data: TextDataConfig = field(default_factory=TextDataConfig)  # training data
+    mntp: MNTPConfig = field(default_factory=MNTPConfig)  # stage 1
+    contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)  # stage 2
+    log_every: int = 5  # steps between metric log lines

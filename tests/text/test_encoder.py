@@ -1,0 +1,183 @@
+"""TextEncoder: bidirectionality, pooling masks, LoRA gradients, save/load, fingerprint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lexray.text import TextEncoder
+from lexray.text.config import LatentPoolingConfig
+from lexray.text.pooling import LastTokenPooling, LatentAttentionPooling, MeanPooling, masked_mean
+
+INSTR = "represent this report for retrieval : "
+
+
+def _first_token_state(enc: TextEncoder, texts: list[str]) -> torch.Tensor:
+    batch = enc.tokenize(texts)
+    with torch.no_grad():
+        hidden = enc.token_states(batch)  # (B, T, D)
+    first = batch["attention_mask"].argmax(dim=1)  # index of the first real token per row
+    return hidden[torch.arange(len(texts)), first]
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_later_token_changes_first_token_output(tiny_llama_dir, side):
+    enc = TextEncoder.from_pretrained(str(tiny_llama_dir), padding_side=side).eval()
+    a, b = "lungs are clear", "lungs are normal"
+    # batch size 1
+    assert not torch.allclose(_first_token_state(enc, [a]), _first_token_state(enc, [b]), atol=1e-6)
+    # padded batch: a long text shares the batch so the short texts are padded
+    long = "there is mild cardiomegaly with small left pleural effusion and right lower lobe opacity"
+    s1 = _first_token_state(enc, [a, long])[0]
+    s2 = _first_token_state(enc, [b, long])[0]
+    assert not torch.allclose(s1, s2, atol=1e-6)
+    # padding must not change the real tokens: padded equals unpadded
+    assert torch.allclose(s1, _first_token_state(enc, [a])[0], atol=1e-5)
+
+
+def test_causal_mode_keeps_first_token_fixed(tiny_llama_dir):
+    enc = TextEncoder.from_pretrained(str(tiny_llama_dir), bidirectional=False).eval()
+    s1 = _first_token_state(enc, ["lungs are clear"])
+    s2 = _first_token_state(enc, ["lungs are normal"])
+    assert torch.allclose(s1, s2, atol=1e-6)
+
+
+def test_every_attention_layer_is_bidirectional(tiny_llama_dir):
+    enc = TextEncoder.from_pretrained(str(tiny_llama_dir))
+    flags = [m.self_attn.is_causal for m in enc.backbone.layers]
+    assert flags == [False, False]
+
+
+@pytest.mark.parametrize("pooling", ["mean", "last", "latent"])
+def test_left_and_right_padding_embed_identically(tiny_llama_dir, pooling):
+    texts = ["lungs are clear .", "there is mild cardiomegaly with small left pleural effusion"]
+    right = TextEncoder.from_pretrained(str(tiny_llama_dir), pooling=pooling, instruction=INSTR)
+    left = TextEncoder.from_pretrained(
+        str(tiny_llama_dir), pooling=pooling, instruction=INSTR, padding_side="left"
+    )
+    left.pooling.load_state_dict(right.pooling.state_dict())
+    np.testing.assert_allclose(right.encode(texts), left.encode(texts), atol=1e-5)
+
+
+def test_pool_mask_excludes_instruction_and_padding(tiny_llama_dir):
+    enc = TextEncoder.from_pretrained(str(tiny_llama_dir), instruction=INSTR)
+    batch = enc.tokenize(["lungs are clear .", "no pleural effusion with heart size normal"])
+    n_instr = len(INSTR.split())
+    pool = batch["pool_mask"]
+    # BOS + instruction words are never pooled; report words and the appended EOS are
+    assert not pool[:, : 1 + n_instr].any()
+    assert pool[0].sum().item() == 4 + 1  # 4 words + EOS
+    assert not pool[batch["attention_mask"] == 0].any()
+
+
+def test_pooled_output_ignores_instruction_and_padding_tokens():
+    hidden = torch.randn(2, 5, 4)
+    mask = torch.tensor([[0, 1, 1, 0, 0], [1, 1, 1, 1, 0]], dtype=torch.bool)
+    changed = hidden.clone()
+    changed[0, 0] += 100.0  # an instruction position
+    changed[0, 3:] -= 50.0  # padding positions
+    for pool in (MeanPooling(), LastTokenPooling()):
+        assert torch.allclose(pool(hidden, mask)[0], pool(changed, mask)[0])
+    assert torch.allclose(MeanPooling()(hidden, mask)[0], hidden[0, 1:3].mean(0))
+    assert torch.allclose(LastTokenPooling()(hidden, mask)[1], hidden[1, 3])
+    # latent pooling mixes tokens only through the latents (queries are tokens), so masked tokens drop out
+    lat = LatentAttentionPooling(4, LatentPoolingConfig(num_latents=3, num_heads=2, mlp_ratio=2))
+    torch.nn.init.normal_(lat.mlp[-1].weight)
+    assert torch.allclose(lat(hidden, mask)[0], lat(changed, mask)[0], atol=1e-6)
+
+
+def test_masked_mean_matches_loop():
+    hidden = torch.randn(3, 6, 5)
+    mask = torch.rand(3, 6) > 0.4
+    mask[:, 0] = True
+    expected = torch.stack([hidden[i][mask[i]].mean(0) for i in range(3)])
+    assert torch.allclose(masked_mean(hidden, mask), expected, atol=1e-6)
+
+
+def test_only_lora_and_pooling_params_get_grads(tiny_llama_dir):
+    enc = TextEncoder.from_pretrained(str(tiny_llama_dir), pooling="latent", lora={"enabled": True, "r": 4})
+    enc.train()
+    # lora_B and the pooler's output projections start at zero (identity start); move them off zero as
+    # one optimizer step would, so every trainable tensor is on the gradient path
+    with torch.no_grad():
+        for _n, p in enc.named_parameters():
+            if p.requires_grad and not p.any():
+                p.normal_(std=0.02)
+    out = enc(enc.tokenize(["lungs are clear .", "mild cardiomegaly"]))
+    out.pow(2).sum().backward()
+    with_grad = {n for n, p in enc.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    trainable = {n for n, p in enc.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n or n.startswith("pooling.") for n in trainable)
+    assert trainable == with_grad
+    assert not any(p.grad is not None for n, p in enc.named_parameters() if not p.requires_grad)
+
+
+def test_lora_last_n_layers(tiny_llama_dir):
+    enc = TextEncoder.from_pretrained(str(tiny_llama_dir), lora={"enabled": True, "r": 2, "last_n_layers": 1})
+    names = [n for n, _ in enc.named_parameters() if "lora_" in n]
+    assert names and all(".layers.1." in n for n in names)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "latent"])
+def test_save_load_identical_embeddings_adapter(tiny_llama_dir, tmp_path, pooling):
+    texts = ["lungs are clear .", "small left pleural effusion", ""]
+    enc = TextEncoder.from_pretrained(
+        str(tiny_llama_dir), pooling=pooling, instruction=INSTR, lora={"enabled": True}
+    )
+    with torch.no_grad():  # make adapters and pooler non-trivial
+        for _n, p in enc.named_parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    before = enc.encode(texts)
+    enc.save_pretrained(tmp_path / "enc")
+    assert not list((tmp_path / "enc").rglob("*.bin")) and not list((tmp_path / "enc").rglob("*.pt"))
+    loaded = TextEncoder.from_pretrained(tmp_path / "enc")
+    np.testing.assert_array_equal(before, loaded.encode(texts))
+    assert loaded.fingerprint == enc.fingerprint
+    assert loaded.config.instruction == INSTR
+
+
+def test_save_load_merged_and_fingerprint(tiny_llama_dir, tmp_path):
+    texts = ["lungs are clear .", "mild cardiomegaly"]
+    base = TextEncoder.from_pretrained(str(tiny_llama_dir))
+    enc = TextEncoder.from_pretrained(str(tiny_llama_dir), lora={"enabled": True})
+    fresh = enc.fingerprint
+    with torch.no_grad():
+        for n, p in enc.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.1)
+    assert enc.fingerprint not in (base.fingerprint, fresh)  # any trained change gives a new key
+    enc.merge_lora()
+    before = enc.encode(texts)
+    enc.save_pretrained(tmp_path / "m")
+    loaded = TextEncoder.from_pretrained(tmp_path / "m")
+    np.testing.assert_allclose(before, loaded.encode(texts), atol=1e-6)
+    assert loaded.fingerprint == enc.fingerprint
+    assert TextEncoder.from_pretrained(str(tiny_llama_dir), max_length=8).fingerprint != base.fingerprint
+    assert TextEncoder.from_pretrained(str(tiny_llama_dir), instruction=INSTR).fingerprint != base.fingerprint
+
+
+def test_encode_restores_order_and_normalises(tiny_llama_dir):
+    enc = TextEncoder.from_pretrained(str(tiny_llama_dir))
+    texts = ["lungs", "there is mild cardiomegaly with small left pleural effusion", "heart size is normal"]
+    out = enc.encode(texts, batch_size=2)
+    assert out.dtype == np.float32 and out.shape == (3, enc.dim)
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    one_by_one = np.concatenate([enc.encode([t]) for t in texts])
+    np.testing.assert_allclose(out, one_by_one, atol=1e-5)
+
+
+def test_bert_encoder_same_interface(tiny_bert_dir):
+    enc = TextEncoder.from_pretrained(str(tiny_bert_dir), instruction=INSTR)
+    batch = enc.tokenize(["lungs are clear ."])
+    assert batch["pool_mask"][0].sum().item() == 4  # [CLS], instruction, [SEP] excluded
+    out = enc.encode(["lungs are clear .", "mild cardiomegaly"])
+    assert out.shape == (2, 32)
+
+
+def test_unsupported_architecture_error(tmp_path):
+    from lexray.text._arch import arch_spec
+
+    with pytest.raises(ValueError, match="not supported"):
+        arch_spec("t5")
