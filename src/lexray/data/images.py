@@ -112,11 +112,11 @@ def _load_pil(path: Path, limits: ImageLimits) -> Radiograph:
                 pixels = _pil_to_unit(im, path)
     except ImageError:
         raise
-    except (
-        UnidentifiedImageError,
-        PILImage.DecompressionBombError,
-        PILImage.DecompressionBombWarning,
-    ) as exc:
+    except (PILImage.DecompressionBombError, PILImage.DecompressionBombWarning) as exc:
+        raise ImageError(
+            f"{path}: the declared size exceeds the limits; a decompression bomb ({exc})"
+        ) from exc
+    except UnidentifiedImageError as exc:
         raise ImageError(f"{path}: not a readable PNG/JPEG/DICOM image ({exc})") from exc
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data raise these in Pillow
         raise ImageError(f"{path}: corrupt image data ({exc})") from exc

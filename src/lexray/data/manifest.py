@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
@@ -59,10 +59,11 @@ def rejects_path(manifest_path: str | Path) -> Path:
     return p.with_name(f"{p.stem}.rejects.jsonl")
 
 
-def _atomic_target(path: Path) -> tuple[int, Path]:
+def _atomic_target(path: Path) -> Path:
+    # A unique name in the same folder (so the final rename is atomic), created with the normal umask
+    # permissions (mkstemp would make it private).
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    return fd, Path(tmp)
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def studies_to_table(studies: Iterable[Study]) -> pa.Table:
@@ -99,8 +100,7 @@ def write_table(table: pa.Table, path: str | Path, rejects: list[Reject] | None 
     table = table.replace_schema_metadata(
         {_META_VERSION: str(SCHEMA_VERSION).encode(), _META_LEXRAY: __version__.encode()}
     )
-    fd, tmp = _atomic_target(path)
-    os.close(fd)
+    tmp = _atomic_target(path)
     try:
         pq.write_table(table, tmp, compression="zstd")
         os.replace(tmp, path)
@@ -135,9 +135,9 @@ def write_rejects(rejects: list[Reject] | None, path: str | Path) -> Path | None
     if rejects is None:
         path.unlink(missing_ok=True)
         return None
-    fd, tmp = _atomic_target(path)
+    tmp = _atomic_target(path)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with tmp.open("w", encoding="utf-8") as f:
             for r in rejects:
                 f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
         os.replace(tmp, path)

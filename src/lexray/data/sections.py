@@ -114,8 +114,8 @@ _ALTS = "|".join(
 )
 # A known header at the start of a line, any case, ending in ":" or the end of the line.
 _LINE_HEADER = re.compile(rf"^[ \t]*(?P<h>{_ALTS})[ \t]*(?::|(?=\r?$))", re.IGNORECASE | re.MULTILINE)
-# A known header in capitals anywhere (after a sentence end or line start), followed by ":".
-_INLINE_HEADER = re.compile(rf"(?:(?<=[.;!?])|(?<=\n)|^)\s*(?P<h>{_ALTS})\s*:")
+# A known header in capitals after a sentence end, a colon or a line start, followed by ":".
+_INLINE_HEADER = re.compile(rf"(?:(?<=[.;:!?])|(?<=\n)|^)\s*(?P<h>{_ALTS})\s*:")
 # Any other all-caps "WORDS:" header at a line start.
 _UNKNOWN_HEADER = re.compile(r"^[ \t]*(?P<h>[A-Z][A-Z/&()\- ]{2,40}?)[ \t]*:", re.MULTILINE)
 _WS = re.compile(r"\s+")
