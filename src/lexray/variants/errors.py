@@ -19,6 +19,7 @@ from lexray.data.study import Study
 from lexray.variants import _lexicon as lex
 from lexray.variants._text import layout, study_sections
 from lexray.variants.checks import (
+    ATTRIBUTES,
     NO_FINDING,
     PRESENT,
     CachedLabeler,
@@ -95,9 +96,13 @@ def _tidy(sentence: str) -> str:
 
 
 def _swap_nearest(
-    sentence: str, rel: int, table: dict[str, tuple[str, ...]], rng: random.Random
+    sentence: str, rel: int, table: dict[str, tuple[str, ...]], choice: dict[str, str]
 ) -> str | None:
-    """Swap the table word nearest to character ``rel`` of the sentence; None when there is none."""
+    """Swap the table word nearest to character ``rel`` of the sentence; None when there is none.
+
+    ``choice`` maps a word to its replacement where the table offers several ("bilateral" -> "left"):
+    one mapping per candidate, so every sentence of an edit swaps the same way.
+    """
     pattern = re.compile(
         r"\b(" + "|".join(sorted(map(re.escape, table), key=len, reverse=True)) + r")\b", re.I
     )
@@ -105,7 +110,8 @@ def _swap_nearest(
     if not matches:
         return None
     m = min(matches, key=lambda x: min(abs(x.start() - rel), abs(x.end() - rel)))
-    new = _match_case(rng.choice(table[m.group(1).lower()]), m.group(1))
+    word = m.group(1).lower()
+    new = _match_case(choice.get(word, table[word][0]), m.group(1))
     return sentence[: m.start()] + new + sentence[m.end() :]
 
 
@@ -156,6 +162,15 @@ class _Gen:
     def _rel(self, k: int, m: object) -> int:
         return m.start - self.doc.spans[k][2]
 
+    def _phrase_start(self, k: int, m: object) -> int:
+        """Start of a mention's noun phrase: its attribute words just before it ("small left effusion")."""
+        start = self._rel(k, m)
+        for name in ("severity", "laterality", "location", "chronicity"):
+            cue = self._cue(k, m, name)
+            if cue is not None and cue[0] < start and start - cue[1] <= 12:
+                start = cue[0]
+        return start
+
     def _cue(self, k: int, m: object, name: str) -> tuple[int, int] | None:
         """The span of a mention's cue word (e.g. its laterality) relative to sentence ``k``."""
         span = (getattr(m, "cues", None) or {}).get(name)
@@ -168,6 +183,7 @@ class _Gen:
     def word_swap(self, attribute: str, table: dict[str, tuple[str, ...]]) -> Iterator[tuple[str, Edit]]:
         for obs in self._shuffled(self.present):
             hits = self._sentences_with(obs, PRESENT)
+            choice = {word: self.rng.choice(alts) for word, alts in table.items()}
             edit: Edit = {}
             for k, m in hits:
                 sent = self.doc.sentences[k]
@@ -175,10 +191,10 @@ class _Gen:
                 new = None
                 if cue is not None:
                     # The labeler says which words set the attribute: swap exactly those when listed.
-                    new = _swap_nearest(sent[cue[0] : cue[1]], 0, table, self.rng)
+                    new = _swap_nearest(sent[cue[0] : cue[1]], 0, table, choice)
                     new = None if new is None else sent[: cue[0]] + new + sent[cue[1] :]
                 if new is None:
-                    new = _swap_nearest(sent, self._rel(k, m), table, self.rng)
+                    new = _swap_nearest(sent, self._rel(k, m), table, choice)
                 if new is not None:
                     edit[k] = [new]
             if not edit:
@@ -246,7 +262,7 @@ class _Gen:
                 hedge = self.rng.choice(lex.HEDGES)
                 edit: Edit = {}
                 for k, m in hits:
-                    sent, rel = self.doc.sentences[k], self._rel(k, m)
+                    sent, rel = self.doc.sentences[k], self._phrase_start(k, m)
                     edit[k] = [_tidy(f"{sent[:rel]}{hedge} {sent[rel:]}")]
                 yield obs, edit
                 if all(self._only(k, obs) for k, _ in hits):
@@ -337,6 +353,7 @@ def make_error_variants_batch(
     seed: int,
     labeler: Labeler | None = None,
     max_candidates: int = 4,
+    attributes: Sequence[str] = ATTRIBUTES,
 ) -> list[VariantRecord]:
     """:func:`make_error_variants` over many studies, one labeler ``pipe`` per verification round."""
     unknown = [t for t in types if t not in _GENERATORS]
@@ -397,7 +414,7 @@ def make_error_variants_batch(
         labels = labeler.pipe([text for _, _, text in batch])
         for (key, target, text), lab in zip(batch, labels, strict=True):
             doc = docs[key[0]]
-            ok, why = check_error(doc.labels, lab, key[1], target)
+            ok, why = check_error(doc.labels, lab, key[1], target, attributes)
             if ok:
                 results[key] = _record(key[0], key[1], target, text, True, "")
                 del pending[key]

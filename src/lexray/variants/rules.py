@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from lexray.data.study import Study
 from lexray.variants import _lexicon as lex
 from lexray.variants._text import join, render_sections, source_text, study_sections
-from lexray.variants.checks import Labeler, check_equivalent, get_default_labeler
+from lexray.variants.checks import ATTRIBUTES, CachedLabeler, Labeler, check_equivalent, get_default_labeler
 from lexray.variants.record import NOT_APPLICABLE, RULE_STYLES, VariantRecord
 
 RULES_GENERATOR = "rules"
@@ -223,10 +223,16 @@ def make_rule_variants(
 
 
 def make_rule_variants_batch(
-    studies: Sequence[Study], styles: Sequence[str], seed: int, labeler: Labeler | None = None
+    studies: Sequence[Study],
+    styles: Sequence[str],
+    seed: int,
+    labeler: Labeler | None = None,
+    attributes: Sequence[str] = ATTRIBUTES,
 ) -> list[VariantRecord]:
     """:func:`make_rule_variants` for many studies with one labeler pass (``pipe``) over all texts."""
-    labeler = labeler or get_default_labeler()
+    labeler = (
+        labeler if isinstance(labeler, CachedLabeler) else CachedLabeler(labeler or get_default_labeler())
+    )
     rendered: list[tuple[Study, str, str, str]] = []
     for study in studies:
         for style in styles:
@@ -244,7 +250,7 @@ def make_rule_variants_batch(
         if text == src:
             out.append(_record(study, style, text, False, f"{NOT_APPLICABLE}: identical to the source"))
             continue
-        ok, why = check_equivalent(labels[src], labels[text], style)
+        ok, why = check_equivalent(labels[src], labels[text], style, attributes)
         out.append(_record(study, style, text, ok, why))
     return out
 
