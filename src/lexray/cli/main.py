@@ -24,6 +24,7 @@ app = typer.Typer(
 _COMMANDS: list[tuple[str, str, str | None]] = [
     ("models", "app", "models"),
     ("doctor", "doctor", None),
+    ("data", "app", "data"),
     ("variants", "app", "variants"),
 ]
 

@@ -1,0 +1,116 @@
+"""Sources -> one manifest: read every configured dataset, filter views, write the manifest and rejects."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lexray.data.manifest import rejects_path, write_manifest
+from lexray.data.sources import SourceResult
+from lexray.data.sources.chexpert_plus import ChexpertPlusConfig, load_chexpert_plus_config
+from lexray.data.sources.hospital import HospitalConfig, load_hospital
+from lexray.data.sources.mimic import MimicCxrConfig, load_mimic_cxr_config
+from lexray.data.sources.openi import OpenIConfig, load_openi_config
+from lexray.data.study import Reject
+from lexray.data.views import filter_views
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Which datasets go into a manifest and how their images are filtered."""
+
+    openi: OpenIConfig | None = None  # Open-i report archive; None = not used
+    mimic_cxr: MimicCxrConfig | None = None  # MIMIC-CXR-JPG + reports; None = not used
+    chexpert_plus: ChexpertPlusConfig | None = None  # CheXpert Plus report CSV; None = not used
+    hospital: tuple[HospitalConfig, ...] = ()  # hospital exports, each with its column mapping
+    views: Literal["all", "frontal", "lateral"] = "all"  # which images each study keeps
+    keep_unknown_views: bool = True  # keep images without a view position when filtering (Open-i has none)
+    require_images: bool = False  # reject studies left without images (needed for image-text training)
+
+
+# Config field -> reader: the one place that knows how each source is loaded.
+SOURCE_READERS: dict[str, Callable[[Any], SourceResult]] = {
+    "openi": load_openi_config,
+    "mimic_cxr": load_mimic_cxr_config,
+    "chexpert_plus": load_chexpert_plus_config,
+    "hospital": load_hospital,
+}
+# CLI spelling -> config field.
+SOURCE_KINDS = {
+    "openi": "openi",
+    "mimic-cxr": "mimic_cxr",
+    "chexpert-plus": "chexpert_plus",
+    "hospital": "hospital",
+}
+
+
+@dataclass
+class PrepareSummary:
+    """What :func:`prepare` wrote."""
+
+    manifest: Path  # the manifest file
+    rejects: Path  # its rejects file
+    studies: Counter = field(default_factory=Counter)  # studies per source
+    rejected: Counter = field(default_factory=Counter)  # rejects per (source, reason)
+
+
+def _configured(config: PrepareConfig) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for name in SOURCE_READERS:
+        value = getattr(config, name)
+        if name == "hospital":
+            out.extend((name, h) for h in value)
+        elif value is not None:
+            out.append((name, value))
+    return out
+
+
+def prepare(config: PrepareConfig, out: str | Path) -> PrepareSummary:
+    """Read every configured source into one manifest at ``out`` (rejects beside it).
+
+    Record-level problems are skipped and written to the rejects file; a source that cannot be read at
+    all (missing folder, wrong columns) raises, because that is a configuration error.
+
+    Raises:
+        ValueError: no source is configured, or a source cannot be read (the message names it).
+        FileNotFoundError: a source's files are absent.
+    """
+    sources = _configured(config)
+    if not sources:
+        raise ValueError("no source configured: give e.g. `openi=PATH` or set openi.path in the config")
+    studies, rejects = [], []
+    seen: set[str] = set()
+    for name, sub in sources:
+        log.info("reading %s from %s", name, sub.path)
+        result = SOURCE_READERS[name](sub)
+        rejects.extend(result.rejects)
+        for study in result.studies:
+            if study.study_id in seen:
+                rejects.append(
+                    Reject(
+                        study.source,
+                        study.study_id,
+                        "duplicate_study_id",
+                        "the id is already taken by an earlier record",
+                    )
+                )
+                continue
+            filtered = filter_views(study, config.views, config.keep_unknown_views)
+            if config.require_images and not filtered.images:
+                why = "no images" if not study.images else f"no {config.views} images"
+                rejects.append(Reject(study.source, study.study_id, "no_images", why))
+                continue
+            seen.add(study.study_id)
+            studies.append(filtered)
+    path = write_manifest(studies, out, rejects)
+    summary = PrepareSummary(manifest=path, rejects=rejects_path(path))
+    summary.studies.update(s.source for s in studies)
+    summary.rejected.update((r.source, r.reason) for r in rejects)
+    log.info("wrote %d studies and %d rejects to %s", len(studies), len(rejects), path)
+    return summary

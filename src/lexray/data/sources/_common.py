@@ -1,0 +1,210 @@
+"""Helpers shared by the tabular sources (MIMIC-CXR-JPG, CheXpert Plus, hospital exports)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from lexray.data.sections import normalize_whitespace
+from lexray.data.sources import SourceResult
+from lexray.data.study import Image, Reject
+
+
+def read_table_file(path: Path, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """A CSV (optionally .gz), JSONL or Parquet file as a DataFrame of strings ("" for missing cells).
+
+    Raises:
+        FileNotFoundError: the file is absent.
+        ValueError: the format is unknown or the file cannot be parsed.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    name = path.name.lower()
+    cols = list(columns) if columns is not None else None
+    try:
+        if name.endswith((".parquet", ".pq")):
+            df = pd.read_parquet(path, columns=cols)
+        elif name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+            df = pd.read_json(path, lines=True, dtype=False)
+            if cols is not None:
+                df = df[[c for c in cols if c in df.columns]]
+        elif name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
+            sep = "\t" if ".tsv" in name else ","
+            # on_bad_lines="warn" keeps a run alive past a malformed line; such rows are reported by pandas.
+            df = pd.read_csv(
+                path,
+                sep=sep,
+                dtype=str,
+                keep_default_na=False,
+                usecols=(lambda c: c in cols) if cols is not None else None,
+                on_bad_lines="warn",
+                encoding_errors="replace",
+            )
+        else:
+            raise ValueError(f"{path}: unknown table format (use .csv, .csv.gz, .tsv, .jsonl or .parquet)")
+    except (pd.errors.ParserError, ValueError, OSError) as exc:
+        raise ValueError(f"{path}: cannot read the table ({exc})") from exc
+    return df.astype(object).where(df.notna(), "").astype(str)
+
+
+def require_columns(df: pd.DataFrame, columns: Iterable[str], path: Path, hint: str) -> None:
+    """Raise a ValueError naming the missing columns, the ones present and how to map them."""
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; present: {list(df.columns)[:30]}. {hint}")
+
+
+def clean(value: object) -> str:
+    """Whitespace-normalised text of a cell ("" for missing)."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return normalize_whitespace(str(value))
+
+
+def read_report(path: Path, source: str, record: str) -> tuple[str | None, Reject | None]:
+    """The text of a report file, or a Reject (missing, non-UTF-8, empty)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None, Reject(source, record, "missing_report", f"report file {path} does not exist")
+    except OSError as exc:
+        return None, Reject(source, record, "unreadable_report", f"{path}: {exc}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, Reject(
+            source,
+            record,
+            "non_utf8_report",
+            f"{path}: not UTF-8 ({exc.reason} at byte {exc.start}); re-encode it",
+        )
+    if not text.strip():
+        return None, Reject(source, record, "empty_report", f"{path} is empty")
+    return text, None
+
+
+def missing_images(images: Iterable[Image], listing_cache: dict[str, set[str]]) -> list[str]:
+    """Paths of images that do not exist, listing each folder once instead of a stat per file."""
+    missing = []
+    for img in images:
+        folder, name = os.path.split(img.path)
+        names = listing_cache.get(folder)
+        if names is None:
+            try:
+                names = {e.name for e in os.scandir(folder or ".")}
+            except OSError:
+                names = set()
+            listing_cache[folder] = names
+        if name not in names:
+            missing.append(img.path)
+    return missing
+
+
+ROW_COLUMNS = (
+    "record",
+    "study",
+    "patient",
+    "split",
+    "image",
+    "view",
+    "findings",
+    "impression",
+    "indication",
+    "comparison",
+    "report",
+)
+
+
+def studies_from_rows(
+    rows: pd.DataFrame,
+    source: str,
+    check_images: bool = False,
+    headerless: str = "impression",
+) -> SourceResult:
+    """Group per-image (or per-study) rows into studies.
+
+    ``rows`` has the string columns of :data:`ROW_COLUMNS`: ``record`` names the row for rejects
+    ("file.csv:line 7"), ``study`` / ``patient`` are source ids (prefixed with ``source`` here), ``image``
+    is one path ("" for a text-only row). A study's text is taken from its first row; when its findings
+    and impression are both empty, its free-text ``report`` is parsed into sections.
+    """
+    from lexray.data.sections import parse_report
+    from lexray.data.study import Study
+
+    result = SourceResult()
+    rows = rows.sort_values(["study", "image"], kind="stable")
+    keys = rows["study"].to_numpy()
+    if len(rows) == 0:
+        return result
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    ends = np.r_[starts[1:], len(rows)]
+    cols = {c: rows[c].to_numpy() for c in ROW_COLUMNS}
+    listing: dict[str, set[str]] = {}
+    for a, b in tqdm(
+        zip(starts, ends, strict=True), total=len(starts), desc=source, unit="study", disable=None
+    ):
+        record = cols["record"][a]
+        if len(set(cols["split"][a:b])) > 1 or len(set(cols["patient"][a:b])) > 1:
+            result.rejects.append(
+                Reject(
+                    source,
+                    record,
+                    "inconsistent_study",
+                    f"rows of study {keys[a]!r} disagree on patient or split",
+                )
+            )
+            continue
+        findings, impression = clean(cols["findings"][a]), clean(cols["impression"][a])
+        indication, comparison = clean(cols["indication"][a]), clean(cols["comparison"][a])
+        report = str(cols["report"][a])
+        if not findings and not impression and report.strip():
+            sections = parse_report(report, headerless=headerless)  # type: ignore[arg-type]
+            findings, impression = sections.findings, sections.impression
+            indication = indication or sections.indication
+            comparison = comparison or sections.comparison
+        if not findings and not impression:
+            result.rejects.append(
+                Reject(source, record, "empty_report", f"study {keys[a]!r} has no findings or impression")
+            )
+            continue
+        seen: set[str] = set()
+        images = []
+        for i in range(a, b):
+            path = cols["image"][i]
+            if path and path not in seen:
+                seen.add(path)
+                images.append(Image(path=path, view=cols["view"][i] or None, image_id=Path(path).stem))
+        if check_images and images:
+            missing = set(missing_images(images, listing))
+            for m in sorted(missing):
+                result.rejects.append(Reject(source, record, "missing_image", f"{m} does not exist"))
+            images = [i for i in images if i.path not in missing]
+            if not images:
+                result.rejects.append(
+                    Reject(source, record, "no_images", f"no image of study {keys[a]!r} exists")
+                )
+                continue
+        result.studies.append(
+            Study(
+                study_id=f"{source}-{keys[a]}",
+                patient_id=f"{source}-{cols['patient'][a]}",
+                source=source,
+                split=cols["split"][a],
+                images=tuple(images),
+                findings=findings,
+                impression=impression,
+                indication=indication,
+                comparison=comparison,
+                report=report if report.strip() else _compose(findings, impression),
+            )
+        )
+    return result
+
+
+def _compose(findings: str, impression: str) -> str:
+    return "\n".join(f"{h}: {t}" for h, t in (("FINDINGS", findings), ("IMPRESSION", impression)) if t)
