@@ -26,6 +26,9 @@ _COMMANDS: list[tuple[str, str, str | None]] = [
     ("doctor", "doctor", None),
     ("data", "app", "data"),
     ("variants", "app", "variants"),
+    ("index", "app", "index"),
+    ("search", "search", None),
+    ("serve", "serve", None),
 ]
 
 
