@@ -97,7 +97,6 @@ def download(
     *,
     retries: int = 3,
     timeout: float = 60.0,
-    chunk_size: int = 1 << 20,
     client: httpx.Client | None = None,
 ) -> Path:
     """Download ``url`` to ``dest`` with resume, verification and an atomic final rename.
@@ -109,7 +108,6 @@ def download(
         size: expected byte size (checked when given).
         retries: how many times a broken connection is resumed within this call.
         timeout: network timeout per read, in seconds.
-        chunk_size: bytes per write.
         client: an httpx client to reuse (its settings win over ``timeout``).
 
     Returns:
@@ -139,7 +137,7 @@ def download(
         attempts = 0
         while True:
             try:
-                if _transfer(client, url, part, chunk_size):
+                if _transfer(client, url, part):
                     break
             except (httpx.TransportError, httpx.StreamError) as exc:
                 attempts += 1
@@ -158,7 +156,7 @@ def download(
     return dest
 
 
-def _transfer(client: httpx.Client, url: str, part: Path, chunk_size: int) -> bool:
+def _transfer(client: httpx.Client, url: str, part: Path) -> bool:
     """One request appending to ``part``; True when the body is complete."""
     offset = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={offset}-"} if offset else {}
@@ -187,7 +185,8 @@ def _transfer(client: httpx.Client, url: str, part: Path, chunk_size: int) -> bo
             part.open(mode) as f,
             tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.stem, disable=None) as bar,
         ):
-            for chunk in response.iter_bytes(chunk_size):
+            # Chunks as they arrive (no re-chunking buffer), so a broken connection loses nothing received.
+            for chunk in response.iter_bytes():
                 f.write(chunk)
                 bar.update(len(chunk))
     received = part.stat().st_size

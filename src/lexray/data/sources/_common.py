@@ -15,8 +15,13 @@ from lexray.data.sources import SourceResult
 from lexray.data.study import Image, Reject
 
 
-def read_table_file(path: Path, columns: Iterable[str] | None = None) -> pd.DataFrame:
+def read_table_file(
+    path: Path, columns: Iterable[str] | None = None, bad_lines: list[int] | None = None
+) -> pd.DataFrame:
     """A CSV (optionally .gz), JSONL or Parquet file as a DataFrame of strings ("" for missing cells).
+
+    With ``bad_lines`` (a list), malformed CSV lines (wrong number of fields) are skipped and their field
+    counts appended to it, using pandas' python engine; without it the fast C engine warns and skips.
 
     Raises:
         FileNotFoundError: the file is absent.
@@ -35,21 +40,39 @@ def read_table_file(path: Path, columns: Iterable[str] | None = None) -> pd.Data
                 df = df[[c for c in cols if c in df.columns]]
         elif name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
             sep = "\t" if ".tsv" in name else ","
-            # on_bad_lines="warn" keeps a run alive past a malformed line; such rows are reported by pandas.
+
+            # A malformed line never stops the run: it is skipped (and counted when bad_lines is given).
+            def record_bad(fields: list[str]) -> None:
+                bad_lines.append(len(fields))  # type: ignore[union-attr]
+
             df = pd.read_csv(
                 path,
                 sep=sep,
                 dtype=str,
                 keep_default_na=False,
-                usecols=(lambda c: c in cols) if cols is not None else None,
-                on_bad_lines="warn",
+                # usecols hides surplus fields from the bad-line check, so select columns afterwards then.
+                usecols=(lambda c: c in cols) if cols is not None and bad_lines is None else None,
+                on_bad_lines=record_bad if bad_lines is not None else "warn",
+                engine="python" if bad_lines is not None else "c",
                 encoding_errors="replace",
             )
+            if cols is not None and bad_lines is not None:
+                df = df[[c for c in df.columns if c in cols]]
         else:
             raise ValueError(f"{path}: unknown table format (use .csv, .csv.gz, .tsv, .jsonl or .parquet)")
     except (pd.errors.ParserError, ValueError, OSError) as exc:
         raise ValueError(f"{path}: cannot read the table ({exc})") from exc
     return df.astype(object).where(df.notna(), "").astype(str)
+
+
+def malformed_rejects(source: str, path: Path, bad_lines: list[int], expected: int) -> list[Reject]:
+    """One Reject per CSV line that pandas skipped for having the wrong number of fields."""
+    return [
+        Reject(
+            source, f"{path.name}:malformed line", "bad_row", f"{n} fields where the header has {expected}"
+        )
+        for n in bad_lines
+    ]
 
 
 def require_columns(df: pd.DataFrame, columns: Iterable[str], path: Path, hint: str) -> None:
@@ -156,6 +179,16 @@ def studies_from_rows(
                     record,
                     "inconsistent_study",
                     f"rows of study {keys[a]!r} disagree on patient or split",
+                )
+            )
+            continue
+        if any("\ufffd" in str(cols[c][a]) for c in ("findings", "impression", "report")):
+            result.rejects.append(
+                Reject(
+                    source,
+                    record,
+                    "non_utf8_report",
+                    "the text has bytes that are not UTF-8; re-export as UTF-8",
                 )
             )
             continue

@@ -34,7 +34,12 @@ import numpy as np
 import pandas as pd
 
 from lexray.data.sources import SourceResult
-from lexray.data.sources._common import read_table_file, require_columns, studies_from_rows
+from lexray.data.sources._common import (
+    malformed_rejects,
+    read_table_file,
+    require_columns,
+    studies_from_rows,
+)
 from lexray.data.splits import SPLIT_ALIASES
 from lexray.data.study import Reject
 
@@ -70,7 +75,8 @@ def load_chexpert_plus(
         ValueError: a required column is missing.
     """
     path = Path(path)
-    df = read_table_file(path, REQUIRED + OPTIONAL)
+    bad_lines: list[int] = []
+    df = read_table_file(path, REQUIRED + OPTIONAL, bad_lines)
     require_columns(
         df,
         REQUIRED,
@@ -80,8 +86,8 @@ def load_chexpert_plus(
     for c in OPTIONAL:
         if c not in df.columns:
             df[c] = ""
-    result = SourceResult()
-    record = f"{path.name}:line " + pd.Series(np.arange(len(df)) + 2, index=df.index).astype(str)
+    result = SourceResult(rejects=malformed_rejects(SOURCE, path, bad_lines, len(df.columns)))
+    record = f"{path.name}:row " + pd.Series(np.arange(len(df)) + 1, index=df.index).astype(str)
     parts = df["path_to_image"].str.extract(r"(?:^|/)(patient\d+)/(study\d+)/", expand=True)
     split = df["split"].str.strip().str.lower().map(SPLIT_ALIASES)
     ok = parts[0].notna() & split.isin(["train", "val", "test"])

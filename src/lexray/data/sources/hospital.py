@@ -38,7 +38,12 @@ import numpy as np
 import pandas as pd
 
 from lexray.data.sources import SourceResult
-from lexray.data.sources._common import read_table_file, require_columns, studies_from_rows
+from lexray.data.sources._common import (
+    malformed_rejects,
+    read_table_file,
+    require_columns,
+    studies_from_rows,
+)
 from lexray.data.splits import SPLIT_ALIASES, patient_splits
 from lexray.data.study import Reject
 
@@ -94,7 +99,8 @@ def load_hospital(config: HospitalConfig) -> SourceResult:
     mapped = {role: getattr(config, role) for role in _ROLES if getattr(config, role) is not None}
     if not {"findings", "impression", "report"} & set(mapped):
         raise ValueError(f"{config.name}: map at least one of the findings, impression or report columns")
-    df = read_table_file(path, set(mapped.values()))
+    bad_lines: list[int] = []
+    df = read_table_file(path, set(mapped.values()), bad_lines)
     require_columns(
         df,
         mapped.values(),
@@ -102,7 +108,7 @@ def load_hospital(config: HospitalConfig) -> SourceResult:
         f"set the {config.name} column mapping (HospitalConfig fields, in the hospital entry of the --config YAML)",
     )
     src = config.name
-    result = SourceResult()
+    result = SourceResult(rejects=malformed_rejects(src, path, bad_lines, len(df.columns)))
     record = f"{path.name}:row " + pd.Series(np.arange(len(df)) + 1, index=df.index).astype(str)
 
     def col(role: str) -> pd.Series:
