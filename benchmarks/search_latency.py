@@ -1,0 +1,223 @@
+"""Search latency: exact vs HNSW on clustered synthetic vectors, and the API's image-query latency.
+
+Part 1 (vectors). ``--n`` x ``--dim`` L2-normalised float32 vectors drawn from a mixture of
+``--clusters`` Gaussian clusters on the sphere (real embeddings are clustered; uniform noise would make
+every neighbour list arbitrary and HNSW look worse than it is on real data). Queries are *new* draws from
+the same mixture, not stored vectors. Ground truth is exact inner-product search (FAISS IndexFlatIP,
+batched). Latency is one query at a time (batch size 1, the service's case), p50 / p99 over
+``--queries`` queries; recall@10 = |HNSW top-10 ∩ exact top-10| / 10. The HNSW structure is built by
+lexray's own index code (:func:`lexray.index._faiss.build`), baseline = exact flat search on the same
+vectors in the same run.
+
+Part 2 (API, ``--api``). The demo dual encoder (``DualEncoderConfig()`` defaults: small CNN image tower,
+SmolLM2-135M frozen report tower; untrained unless ``--model RUN`` is given) indexes ``--api-studies``
+phantom radiographs and their reports; ``lexray.serve`` runs under uvicorn on 127.0.0.1 and the
+script POSTs a 256x256 phantom PNG to ``/v1/search/image`` ``--api-requests`` times over HTTP (httpx),
+reporting wall-clock p50 / p99 per request (upload, decode, embed, search, JSON) after warm-up.
+
+Usage: python benchmarks/search_latency.py [--n 1000000] [--dim 256] [--api] [--skip-vectors]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from lexray.index._faiss import build, recall_at_k
+from lexray.index.config import FaissConfig
+
+
+def clustered(n: int, dim: int, clusters: int, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, dim) unit vectors from a Gaussian mixture on the sphere and their cluster centres."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    out = np.empty((n, dim), dtype=np.float32)
+    step = 100_000
+    for s in range(0, n, step):
+        m = min(step, n - s)
+        x = rng.standard_normal((m, dim), dtype=np.float32)
+        x *= spread / np.sqrt(dim)
+        x += centres[rng.integers(0, clusters, m)]
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        out[s : s + m] = x
+    return out, centres
+
+
+def queries_like(centres: np.ndarray, q: int, spread: float, seed: int) -> np.ndarray:
+    """Fresh draws from the same mixture (not stored vectors)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((q, centres.shape[1]), dtype=np.float32) * (spread / np.sqrt(centres.shape[1]))
+    x += centres[rng.integers(0, len(centres), q)]
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def one_at_a_time(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-query latencies (ms) and the (Q, k) ids, searching with batch size 1."""
+    times = np.empty(len(queries))
+    ids = np.empty((len(queries), k), dtype=np.int64)
+    for i in range(len(queries)):
+        t0 = time.perf_counter()
+        _, ids[i : i + 1] = index.search(queries[i : i + 1], k)
+        times[i] = (time.perf_counter() - t0) * 1e3
+    return times, ids
+
+
+def vectors_part(args: argparse.Namespace) -> None:
+    faiss.omp_set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    base, centres = clustered(args.n, args.dim, args.clusters, args.spread, seed=0)
+    queries = queries_like(centres, args.queries, args.spread, seed=1)
+    print(f"data: {args.n:,} x {args.dim} clustered unit vectors ({args.clusters} clusters, spread {args.spread}), "
+          f"{args.queries} fresh queries; made in {time.perf_counter() - t0:.1f} s; FAISS threads {args.threads}")  # fmt: skip
+
+    exact = build(base, FaissConfig(kind="flat"))
+    t0 = time.perf_counter()
+    _, truth = exact.search(queries, 10)  # batched ground truth
+    print(f"exact ground truth (batched): {time.perf_counter() - t0:.1f} s")
+    exact_ms, exact_ids = one_at_a_time(exact, queries[: args.exact_queries], 10)
+    rows = [("exact (IndexFlatIP)", "-", exact_ms, recall_at_k(exact_ids, truth[: args.exact_queries]))]
+
+    t0 = time.perf_counter()
+    hnsw = build(
+        base, FaissConfig(kind="hnsw", hnsw_m=args.hnsw_m, hnsw_ef_construction=args.ef_construction)
+    )
+    build_s = time.perf_counter() - t0
+    print(f"HNSW build (M={args.hnsw_m}, efConstruction={args.ef_construction}): {build_s:.0f} s")
+    for ef in args.ef_search:
+        hnsw.hnsw.efSearch = ef
+        one_at_a_time(hnsw, queries[:50], 10)  # warm caches
+        ms, ids = one_at_a_time(hnsw, queries, 10)
+        rows.append((f"HNSW M={args.hnsw_m}", str(ef), ms, recall_at_k(ids, truth)))
+
+    print()
+    print("| method | efSearch | p50 ms | p99 ms | recall@10 | queries |")
+    print("|---|---|---|---|---|---|")
+    for name, ef, ms, rec in rows:
+        print(
+            f"| {name} | {ef} | {np.percentile(ms, 50):.3f} | {np.percentile(ms, 99):.3f} | {rec:.4f} | {len(ms)} |"
+        )
+    print()
+    print("target: HNSW p50 <= 2 ms at recall@10 >= 0.95")
+    print(f"load average after the run (shared machine): {os.getloadavg()[0]:.2f}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def api_part(args: argparse.Namespace) -> None:
+    import httpx
+    import torch
+    import uvicorn
+
+    from lexray.clip import DualEncoder, DualEncoderConfig
+    from lexray.data.phantom import PhantomFindings, render_phantom, save_phantom_png
+    from lexray.data.study import Image, Study
+    from lexray.index import IndexConfig, Searcher, build_index, make_ref
+    from lexray.serve import ServeConfig, create_app
+
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        if args.model:
+            run = Path(args.model)
+            model = DualEncoder.from_pretrained(run)
+            what = f"trained run {run}"
+        else:
+            run = DualEncoder.from_config(DualEncoderConfig()).save_pretrained(root / "demo-model")
+            model = DualEncoder.from_pretrained(run)
+            what = "untrained demo model (DualEncoderConfig defaults)"
+        kinds = [
+            ("Heart size normal. Lungs clear.", PhantomFindings()),
+            ("Cardiomegaly.", PhantomFindings(cardiomegaly=True)),
+            ("Small left pleural effusion.", PhantomFindings(effusion=(("left", 1),))),
+            ("Right pneumothorax.", PhantomFindings(pneumothorax=("right",))),
+            ("Pulmonary edema.", PhantomFindings(edema=True)),
+        ]
+        studies = []
+        for i in range(args.api_studies):
+            report, findings = kinds[i % len(kinds)]
+            sid = f"ph{i}"
+            png = save_phantom_png(
+                root / "img" / f"{sid}.png", render_phantom(findings, sid, 256), sid, findings
+            )
+            studies.append(Study(sid, sid, "phantom", "test", (Image(str(png), "PA"),), findings=report))
+        t0 = time.perf_counter()
+        build_index(studies, model, make_ref(run), root / "index", IndexConfig(), progress=False)
+        print(
+            f"API: indexed {len(studies)} phantom studies with the {what} in {time.perf_counter() - t0:.0f} s"
+        )
+        app = create_app(Searcher.open(root / "index"), ServeConfig())
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started:
+            time.sleep(0.05)
+        query = (root / "img" / "ph2.png").read_bytes()
+        times, embed = [], []
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+            for i in range(args.api_requests + 5):
+                t0 = time.perf_counter()
+                r = client.post(
+                    "/v1/search/image", files={"file": ("q.png", query, "image/png")}, data={"k": "5"}
+                )
+                dt = (time.perf_counter() - t0) * 1e3
+                r.raise_for_status()
+                if i >= 5:  # warm-up requests excluded
+                    times.append(dt)
+                    embed.append(r.json()["embed_ms"])
+        server.should_exit = True
+        thread.join(timeout=10)
+    print()
+    print("| query | requests | p50 ms | p99 ms | of which embedding p50 ms |")
+    print("|---|---|---|---|---|")
+    print(f"| POST /v1/search/image, 256x256 PNG, k=5 | {len(times)} | {np.percentile(times, 50):.1f} | "
+          f"{np.percentile(times, 99):.1f} | {np.percentile(embed, 50):.1f} |")  # fmt: skip
+    print()
+    print("target: image query end to end p50 <= 300 ms on 2 cores")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=int, default=1_000_000, help="stored vectors")
+    p.add_argument("--dim", type=int, default=256, help="vector width")
+    p.add_argument("--clusters", type=int, default=1000, help="mixture components")
+    p.add_argument(
+        "--spread", type=float, default=1.0, help="within-cluster noise norm (relative to the unit centre)"
+    )
+    p.add_argument("--queries", type=int, default=1000, help="queries for HNSW latency and recall")
+    p.add_argument(
+        "--exact-queries", type=int, default=200, help="queries for exact latency (each scans all n)"
+    )
+    p.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node")
+    p.add_argument("--ef-construction", type=int, default=40, help="HNSW build candidate list")
+    p.add_argument("--ef-search", type=int, nargs="+", default=[16, 32, 64, 128], help="efSearch values")
+    p.add_argument("--threads", type=int, default=2, help="FAISS / torch threads")
+    p.add_argument("--api", action="store_true", help="also measure the HTTP image-query latency")
+    p.add_argument("--skip-vectors", action="store_true", help="only the API part")
+    p.add_argument(
+        "--model", default="", help="a trained DualEncoder run for the API part (default: untrained demo)"
+    )
+    p.add_argument("--api-studies", type=int, default=100, help="phantom studies indexed for the API part")
+    p.add_argument("--api-requests", type=int, default=50, help="timed API requests")
+    args = p.parse_args()
+    if not args.skip_vectors:
+        vectors_part(args)
+    if args.api:
+        api_part(args)
+
+
+if __name__ == "__main__":
+    main()
