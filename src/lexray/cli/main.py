@@ -26,6 +26,8 @@ _COMMANDS: list[tuple[str, str, str | None]] = [
     ("doctor", "doctor", None),
     ("data", "app", "data"),
     ("variants", "app", "variants"),
+    ("clip", "app", "clip"),
+    ("embed", "app", "embed"),
     ("index", "app", "index"),
     ("search", "search", None),
     ("serve", "serve", None),

@@ -1,0 +1,33 @@
+"""``lexray clip``: train the dual encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lexray.config import ConfigError
+
+app = typer.Typer(help="Dual-tower image-report model (CLIP): training.", no_args_is_help=True)
+
+
+@app.command("train")
+def train_cmd(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML recipe (ClipTrainConfig fields)."),
+    overrides: list[str] = typer.Option(
+        None, "--set", help="Override a.b=c (repeatable), e.g. max_steps=50."
+    ),
+    stop_at_step: int | None = typer.Option(
+        None, help="Stop after this step with a resumable checkpoint (time-boxing); run again to resume."
+    ),
+) -> None:
+    """Train a dual encoder; the run directory gets config.yaml, results.jsonl, tb/, checkpoints, best/, final/."""
+    from lexray.clip.train import load_train_config, train
+
+    try:
+        cfg = load_train_config(config, overrides or [])
+        run_dir = train(cfg, stop_at_step=stop_at_step)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"run directory: {run_dir}")

@@ -1,0 +1,103 @@
+"""``lexray embed``: embed a manifest's images or reports with a trained dual encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import typer
+
+app = typer.Typer(help="Embeddings from a trained dual encoder (images, texts).", no_args_is_help=True)
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    return typer.Exit(2)
+
+
+def _load(model: Path, manifest: Path, split: str | None):
+    from lexray.clip.model import DualEncoder
+    from lexray.data.manifest import ManifestError, read_manifest, select
+
+    try:
+        studies = select(read_manifest(manifest), split=split)
+        encoder = DualEncoder.from_pretrained(model)
+    except (ManifestError, FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    return encoder, studies
+
+
+def _save(out: Path, embeddings: np.ndarray, ids: list[str], extra: dict[str, list[str]]) -> None:
+    """One .npz: ``embeddings`` (N, E) float32, ``study_id`` (N,) and any per-row columns."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, embeddings=embeddings, study_id=np.array(ids), **{k: np.array(v) for k, v in extra.items()})
+    typer.echo(f"{len(ids)} embeddings of size {embeddings.shape[1]} -> {out}")
+
+
+@app.command("images")
+def images_cmd(
+    model: Path = typer.Option(
+        ..., "--model", "-m", help="A dual-encoder directory or a `lexray clip train` run."
+    ),
+    manifest: Path = typer.Option(..., "--manifest", help="Manifest whose images to embed."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npz (embeddings, study_id, path)."),
+    split: str | None = typer.Option(None, help="Only this split (default: all)."),
+    image_root: Path | None = typer.Option(
+        None, help="Folder relative image paths are under (default: the manifest's)."
+    ),
+    batch_size: int = typer.Option(32, help="Images per forward pass."),
+) -> None:
+    """Embed every image of the manifest's studies; unreadable images are skipped and counted."""
+    from tqdm.auto import tqdm
+
+    from lexray.data.images import ImageError, load_radiograph
+
+    encoder, studies = _load(model, manifest, split)
+    root = image_root or manifest.parent
+    rows: list[tuple[str, str]] = []
+    for s in studies:
+        for im in s.images:
+            p = Path(im.path)
+            rows.append((s.study_id, str(p if p.is_absolute() else root / p)))
+    if not rows:
+        raise _fail(f"{manifest} has no images{f' in split {split}' if split else ''}")
+    embs, ids, paths, bad = [], [], [], 0
+    for start in tqdm(range(0, len(rows), batch_size), desc="images", unit="batch"):
+        arrays = []
+        for sid, path in rows[start : start + batch_size]:
+            try:
+                arrays.append(load_radiograph(path).pixels)
+            except ImageError as exc:
+                bad += 1
+                typer.secho(f"skipped: {exc}", fg="yellow", err=True)
+                continue
+            ids.append(sid)
+            paths.append(path)
+        if arrays:
+            embs.append(encoder.embed_images(arrays, batch_size=batch_size))
+    if bad:
+        typer.echo(f"skipped {bad} unreadable images")
+    if not embs:
+        raise _fail("no image could be read")
+    _save(out, np.concatenate(embs).astype(np.float32), ids, {"path": paths})
+
+
+@app.command("texts")
+def texts_cmd(
+    model: Path = typer.Option(
+        ..., "--model", "-m", help="A dual-encoder directory or a `lexray clip train` run."
+    ),
+    manifest: Path = typer.Option(..., "--manifest", help="Manifest whose reports to embed."),
+    out: Path = typer.Option(..., "--out", "-o", help="Output .npz (embeddings, study_id)."),
+    split: str | None = typer.Option(None, help="Only this split (default: all)."),
+    batch_size: int = typer.Option(32, help="Reports per forward pass."),
+) -> None:
+    """Embed each study's findings + impression; studies without report text are skipped."""
+    encoder, studies = _load(model, manifest, split)
+    kept = [s for s in studies if s.report_text.strip()]
+    if len(kept) < len(studies):
+        typer.echo(f"skipped {len(studies) - len(kept)} studies without findings or impression")
+    if not kept:
+        raise _fail(f"{manifest} has no report text{f' in split {split}' if split else ''}")
+    emb = encoder.embed_texts([s.report_text for s in kept], batch_size=batch_size)
+    _save(out, emb, [s.study_id for s in kept], {})

@@ -1,0 +1,403 @@
+"""The dual-encoder training loop, on Accelerate, readable top to bottom.
+
+Run directory layout::
+
+    config.yaml          the resolved ClipTrainConfig
+    results.jsonl        one JSON object per logged step and per validation
+    tb/                  TensorBoard scalars
+    skipped.jsonl        studies left out (no text, no image file), with the reason
+    checkpoints/step-N/  Accelerate state (trainable weights, optimizer, scheduler, scaler, RNG)
+                         + trainer_state.json (step, epoch, batch position, best score)
+    best/                the model with the best validation score (a DualEncoder directory)
+    final/               the model after the last step
+
+Resume is exact: batches are a pure function of (seed, epoch, position) and the checkpoint holds the
+RNG states, so an interrupted and resumed run ends with the same weights as an uninterrupted one.
+
+With a frozen text tower the report features come from the on-disk cache (LLM2CLIP): the LLM runs
+once per distinct text, ever, instead of once per step.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from lexray.clip.config import DualEncoderConfig
+from lexray.clip.data import (
+    BatchPlanner,
+    ClipDataConfig,
+    Draw,
+    Pair,
+    load_pairs,
+    load_variants,
+    write_skipped,
+)
+from lexray.clip.losses import LOSSES
+from lexray.clip.model import DualEncoder
+from lexray.clip.validate import embed_pairs, retrieval_metrics
+from lexray.config import save_config
+
+log = logging.getLogger(__name__)
+
+TRAINER_STATE = "trainer_state.json"
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with warmup + cosine decay, layer-wise decay for the image tower, gradient clipping."""
+
+    lr: float = 1e-4  # peak learning rate of the image tower's top, the projections and the temperature
+    text_lr: float = 0.0  # peak learning rate of trainable text-tower weights (0 = lr)
+    weight_decay: float = 0.05  # AdamW weight decay (not applied to biases, norms, temperature)
+    betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas (CLIP's 0.98 for stability)
+    eps: float = 1e-6  # AdamW epsilon
+    layer_decay: float = 1.0  # image-tower layer-wise LR decay: block i gets lr * decay^(depth - i) (1 = off)
+    warmup_steps: int = 100  # linear warmup steps
+    min_lr_ratio: float = 0.0  # cosine floor as a fraction of the peak
+    grad_clip: float = 5.0  # max global gradient norm (0 = off)
+
+
+@dataclass(frozen=True)
+class ClipTrainConfig:
+    """A dual-encoder training run."""
+
+    output_dir: str = "runs/clip"  # run directory (see the module docstring)
+    seed: int = 0  # seed of initialisation, batches and augmentation
+    threads: int = 0  # torch CPU threads (0 = torch default)
+    model: DualEncoderConfig = field(default_factory=DualEncoderConfig)  # the dual encoder
+    data: ClipDataConfig = field(default_factory=ClipDataConfig)  # training and validation pairs
+    optim: OptimConfig = field(default_factory=OptimConfig)  # optimizer and schedule
+    loss: Literal["clip", "siglip"] = "clip"  # symmetric InfoNCE or pairwise sigmoid
+    batch_size: int = 32  # pairs per micro-batch per process
+    grad_accum: int = 1  # micro-batches per optimizer step (negatives stay within a micro-batch)
+    max_steps: int = 1000  # optimizer steps
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # autocast precision (fp16 adds a loss scaler)
+    log_every: int = 10  # steps between results.jsonl / TensorBoard lines
+    eval_every: int = 200  # steps between validation retrievals (0 = only at the end)
+    save_every: int = 500  # steps between resumable checkpoints (0 = only at the end)
+    keep_checkpoints: int = 2  # most recent checkpoints kept
+    eval_ks: tuple[int, ...] = (1, 5, 10)  # Recall@K cut-offs; the best model maximises their sum
+    select_on: Literal["exact", "group"] = "exact"  # which validation ground truth picks the best model
+    eval_batch_size: int = 64  # images / texts per validation forward
+    resume: bool = True  # continue from the latest checkpoint in output_dir when there is one
+
+
+def build_optimizer(model: DualEncoder, optim: OptimConfig) -> torch.optim.Optimizer:
+    """AdamW over the trainable parameters, grouped by learning-rate scale and weight decay.
+
+    Image-tower parameters get ``lr * layer_decay ** (depth + 1 - layer_id)`` (BEiT/EVA layer decay:
+    lower blocks move less); projections and the temperature get ``lr``; text-tower weights ``text_lr``.
+    """
+    tower = model.image_tower
+    depth = tower.num_layers + 1
+    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("image_tower."):
+            lr = optim.lr * optim.layer_decay ** (depth - tower.layer_id(name.removeprefix("image_tower.")))
+        elif name.startswith("text_tower."):
+            lr = optim.text_lr or optim.lr
+        else:
+            lr = optim.lr
+        no_decay = p.ndim <= 1 or name in ("logit_scale", "logit_bias")
+        groups.setdefault((lr, 0.0 if no_decay else optim.weight_decay), []).append(p)
+    param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
+    return torch.optim.AdamW(param_groups, lr=optim.lr, betas=optim.betas, eps=optim.eps)
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int, floor: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup to each group's peak, then cosine decay to ``floor`` x peak at ``total`` steps."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+class ImageStore:
+    """Reads, preprocesses and (optionally) keeps in memory the image of each draw."""
+
+    def __init__(self, model: DualEncoder, cache: bool) -> None:
+        self.preprocess = model.image_tower.preprocess
+        self.cache: dict[str, torch.Tensor] | None = {} if cache else None
+        self.failures = 0
+
+    def load(self, path: str) -> torch.Tensor:
+        """Preprocessed (C, S, S) tensor of one image file.
+
+        Raises:
+            lexray.data.images.ImageError: the file cannot be read.
+        """
+        if self.cache is not None and path in self.cache:
+            return self.cache[path].float()
+        from lexray.data.images import load_radiograph
+
+        x = self.preprocess(load_radiograph(path).pixels)
+        if self.cache is not None:
+            self.cache[path] = x.half()  # half the memory; preprocessing output needs no more precision
+        return x.float() if self.cache is not None else x
+
+
+@dataclass
+class TrainerState:
+    """Where a run is: saved with each checkpoint."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0  # current epoch of the batch plan
+    batch: int = 0  # next batch index within the epoch
+    best_score: float = -1.0  # best validation selection score so far
+    best_step: int = 0  # step of the best model
+
+
+def _batches(planner: BatchPlanner, state: TrainerState) -> Iterator[list[Draw]]:
+    """Endless batches from the planner, advancing ``state.epoch`` / ``state.batch`` as it goes."""
+    while True:
+        plan = planner.batches(state.epoch)
+        if state.batch >= len(plan):
+            state.epoch, state.batch = state.epoch + 1, 0
+            continue
+        draws = plan[state.batch]
+        state.batch += 1
+        yield draws
+
+
+def _latest_checkpoint(run_dir: Path) -> Path | None:
+    ckpts = sorted((run_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    ckpts = [c for c in ckpts if (c / TRAINER_STATE).is_file()]
+    return ckpts[-1] if ckpts else None
+
+
+def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
+    """Train a dual encoder as ``config`` says; return the run directory.
+
+    Args:
+        config: the run.
+        stop_at_step: stop after this step with a checkpoint, as an interruption would (the run can
+            then be resumed); None runs to ``max_steps``.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from torch.utils.tensorboard import SummaryWriter
+    from tqdm.auto import tqdm
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    run_dir = Path(config.output_dir)
+    accelerator = Accelerator(mixed_precision=config.mixed_precision, project_dir=str(run_dir))
+    main = accelerator.is_main_process
+    if main:
+        save_config(config, run_dir)
+    set_seed(config.seed)
+
+    # ---- model -------------------------------------------------------------------------------
+    model = DualEncoder.from_config(config.model)
+    cached_text = model.text_frozen
+    if cached_text:
+        model.attach_text_cache()
+    model.to(accelerator.device)
+
+    # ---- data ---------------------------------------------------------------------------------
+    if not config.data.sources:
+        raise ValueError("data.sources is empty: give at least one training manifest")
+    pairs: list[Pair] = []
+    weights: list[float] = []
+    skipped: list[tuple[str, str, str]] = []
+    for source in config.data.sources:
+        got, bad = load_pairs(source)
+        pairs += got
+        weights += [source.weight] * len(got)
+        skipped += [(source.name or source.manifest, sid, why) for sid, why in bad]
+    val_pairs: list[Pair] = []
+    if config.data.val is not None:
+        val_pairs, bad = load_pairs(config.data.val)
+        skipped += [(config.data.val.name or config.data.val.manifest, sid, why) for sid, why in bad]
+        if config.data.max_val:
+            val_pairs = val_pairs[: config.data.max_val]
+    if main:
+        write_skipped(skipped, run_dir / "skipped.jsonl")
+    augment = config.data.augment
+    variants = (
+        load_variants(augment.variant_store, {p.study_id for p in pairs}) if augment.variant_store else {}
+    )
+    planner = BatchPlanner(pairs, weights, config.batch_size, augment, variants, seed=config.seed)
+    images = ImageStore(model, config.data.cache_images)
+    val_texts = [p.text(augment.format) for p in val_pairs]
+    if cached_text:
+        # Fill the cache once up front; later lookups of these texts never touch the LLM.
+        base = sorted(
+            {p.text(augment.format) for p in pairs}
+            | set(val_texts)
+            | {t for v in variants.values() for t in v}
+        )
+        chunk = 256
+        for start in tqdm(range(0, len(base), chunk), desc="text features", disable=not main, unit="chunk"):
+            model.text_features(base[start : start + chunk], batch_size=config.eval_batch_size)
+    log.info("training on %d pairs (%d skipped), validating on %d", len(pairs), len(skipped), len(val_pairs))
+
+    # ---- optimisation -------------------------------------------------------------------------
+    optimizer = build_optimizer(model, config.optim)
+    scheduler = warmup_cosine(
+        optimizer, config.optim.warmup_steps, config.max_steps, config.optim.min_lr_ratio
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+    raw: DualEncoder = accelerator.unwrap_model(model)
+    trainable = {n for n, p in raw.named_parameters() if p.requires_grad}
+    frozen_text = {n for n, _ in raw.named_parameters() if n.startswith("text_tower.") and n not in trainable}
+
+    def drop_frozen_text(models: list[nn.Module], weights_: list[dict[str, Any]], output_dir: str) -> None:
+        # The frozen LLM is rebuilt from its reference: checkpoints hold only what training changes.
+        for w in weights_:
+            for key in [k for k in w if k.removeprefix("module.") in frozen_text]:
+                del w[key]
+
+    accelerator.register_save_state_pre_hook(drop_frozen_text)
+    loss_fn = LOSSES[config.loss]()
+
+    state = TrainerState()
+    ckpt = _latest_checkpoint(run_dir) if config.resume else None
+    if ckpt is not None:
+        accelerator.load_state(str(ckpt), strict=False)
+        state = TrainerState(**json.loads((ckpt / TRAINER_STATE).read_text()))
+        log.info(
+            "resumed from %s at step %d (epoch %d, batch %d)", ckpt, state.step, state.epoch, state.batch
+        )
+
+    writer = SummaryWriter(str(run_dir / "tb")) if main else None
+    results = open(run_dir / "results.jsonl", "a", encoding="utf-8") if main else None
+
+    def record(row: dict[str, Any]) -> None:
+        if results is not None and writer is not None:
+            results.write(json.dumps(row) + "\n")
+            results.flush()
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    writer.add_scalar(k, v, row["step"])
+
+    def load_pixels(pair: Pair, image: int = 0) -> torch.Tensor:
+        return images.load(pair.images[image])
+
+    def validate() -> dict[str, float]:
+        imgs, txts = embed_pairs(raw, val_pairs, load_pixels, val_texts, config.eval_batch_size)
+        groups = [p.group for p in val_pairs] if all(p.group for p in val_pairs) else None
+        return {f"val/{k}": v for k, v in retrieval_metrics(imgs, txts, groups, config.eval_ks).items()}
+
+    def save_checkpoint() -> None:
+        out = run_dir / "checkpoints" / f"step-{state.step:07d}"
+        accelerator.save_state(str(out))
+        if main:
+            (out / TRAINER_STATE).write_text(json.dumps(state.__dict__))
+            for old in sorted((run_dir / "checkpoints").glob("step-*"))[: -config.keep_checkpoints]:
+                shutil.rmtree(old)
+
+    # ---- the loop -----------------------------------------------------------------------------
+    batches = _batches(planner, state)
+    end = min(config.max_steps, stop_at_step) if stop_at_step is not None else config.max_steps
+    bar = tqdm(total=config.max_steps, initial=state.step, desc="clip", disable=not main, unit="step")
+    window_start, window_steps = time.perf_counter(), 0
+    while state.step < end:
+        model.train()
+        if cached_text:
+            raw.text_tower.eval()  # frozen: no dropout in it, whatever model.train() set
+        terms_sum: dict[str, float] = {}
+        for micro in range(config.grad_accum):
+            draws = next(batches)
+            pixels, texts = [], []
+            for d in draws:
+                try:
+                    pixels.append(load_pixels(planner.pairs[d.pair], d.image))
+                    texts.append(d.text)
+                except ValueError as exc:  # ImageError: an unreadable file costs one pair, not the run
+                    images.failures += 1
+                    log.warning("skipping an unreadable image (%d so far): %s", images.failures, exc)
+            if len(pixels) < 2:
+                continue
+            batch_pixels = torch.stack(pixels).to(accelerator.device)  # (B, C, S, S)
+            text_in = raw.text_features(texts) if cached_text else raw.text_tower.tokenize(texts)
+            sync = micro == config.grad_accum - 1
+            with accelerator.no_sync(model) if not sync else nullcontext(), accelerator.autocast():
+                out = model(batch_pixels, text_in)
+                terms = loss_fn(out["image"], out["text"], out["logit_scale"], out["logit_bias"])
+                loss = sum(terms.values()) / config.grad_accum
+                accelerator.backward(loss)
+            for k, v in terms.items():
+                terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / config.grad_accum
+        grad_norm = float("nan")
+        if config.optim.grad_clip > 0:
+            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip))
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        window_steps += 1
+        bar.update(1)
+
+        if state.step % config.log_every == 0 or state.step == end:
+            elapsed = time.perf_counter() - window_start
+            row = {
+                "step": state.step,
+                "epoch": state.epoch,
+                "lr": scheduler.get_last_lr()[0],
+                "loss": sum(terms_sum.values()),
+                **{f"loss/{k}": v for k, v in terms_sum.items()},
+                "temperature": 1.0 / float(raw.scale().detach()),
+                "grad_norm": grad_norm,
+                "steps_per_s": window_steps / max(elapsed, 1e-9),
+            }
+            record(row)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", T=f"{row['temperature']:.3f}")
+            window_start, window_steps = time.perf_counter(), 0
+
+        at_end = state.step == config.max_steps
+        if val_pairs and ((config.eval_every and state.step % config.eval_every == 0) or at_end):
+            metrics = validate()
+            record({"step": state.step, **metrics})
+            score = metrics.get(f"val/{config.select_on}/rsum", metrics["val/exact/rsum"])
+            log.info("step %d: validation %s rsum %.1f", state.step, config.select_on, score)
+            if score > state.best_score:
+                state.best_score, state.best_step = score, state.step
+                if main:
+                    raw.save_pretrained(run_dir / "best")
+        if (config.save_every and state.step % config.save_every == 0) or state.step == end:
+            save_checkpoint()
+    bar.close()
+
+    if state.step >= config.max_steps and main:
+        raw.save_pretrained(run_dir / "final")
+        if not val_pairs:  # nothing to select on: the last model is the best we know
+            raw.save_pretrained(run_dir / "best")
+        record({"step": state.step, "done": 1, "best_step": state.best_step, "best_score": state.best_score})
+    if cached_text and raw.text_cache is not None:
+        log.info("text feature cache: %d hits, %d misses", raw.text_cache.hits, raw.text_cache.misses)
+    if results is not None and writer is not None:
+        results.close()
+        writer.close()
+    accelerator.wait_for_everyone()
+    return run_dir
+
+
+def load_train_config(
+    path: str | Path | None, overrides: list[str] | tuple[str, ...] = ()
+) -> ClipTrainConfig:
+    """The run configuration from a YAML recipe plus ``a.b=c`` overrides."""
+    from lexray.config import load_config
+
+    return load_config(ClipTrainConfig, path, overrides)

@@ -1,0 +1,85 @@
+"""Validation retrieval for training: embed held-out pairs, rank both ways, score with ``lexray.evaluate``.
+
+Two ground truths are reported: **exact** (only the true pair counts, the published protocol) and,
+when the pairs carry a group such as the phantom findings key, **group** (any report whose group equals
+the true report's counts: the fair ceiling on phantoms, where many reports render alike).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from lexray.clip.data import Pair
+from lexray.clip.model import DualEncoder
+from lexray.evaluate.retrieval import retrieval_ranks, summarize_ranks
+
+DIRECTIONS = ("i2t", "t2i")
+
+
+def retrieval_metrics(
+    image_emb: np.ndarray,
+    text_emb: np.ndarray,
+    groups: Sequence[str] | None = None,
+    ks: Sequence[int] = (1, 5, 10),
+) -> dict[str, float]:
+    """hit@k (CXR "Recall@K", in %) both ways for row-aligned pairs.
+
+    Args:
+        image_emb: (N, E) L2-normalised image embeddings, row i pairs with ``text_emb[i]``.
+        text_emb: (N, E) L2-normalised report embeddings.
+        groups: optional (N,) labels; adds ``group/...`` metrics where any same-group key is a hit.
+        ks: cut-offs.
+
+    Returns:
+        ``{"exact/i2t/R@1": ..., "exact/t2i/R@10": ..., "exact/rsum": ..., "group/i2t/R@10": ...}``;
+        ``rsum`` is the sum of every R@k of both directions (the checkpoint selection score).
+    """
+    n = len(image_emb)
+    protocols: dict[str, np.ndarray] = {"exact": np.arange(n)}
+    if groups is not None:
+        protocols["group"] = np.unique(
+            np.asarray(list(groups), dtype=object).astype(str), return_inverse=True
+        )[1]
+    out: dict[str, float] = {}
+    for name, g in protocols.items():
+        total = 0.0
+        for direction, (q, k) in zip(DIRECTIONS, ((image_emb, text_emb), (text_emb, image_emb)), strict=True):
+            summary = summarize_ranks(retrieval_ranks(q, k, g, g), ks)
+            for kk in ks:
+                out[f"{name}/{direction}/R@{kk}"] = summary[f"hit@{kk}"]
+                total += summary[f"hit@{kk}"]
+            out[f"{name}/{direction}/median_rank"] = summary["median_rank"]
+        out[f"{name}/rsum"] = total
+    return out
+
+
+@torch.no_grad()
+def embed_pairs(
+    model: DualEncoder,
+    pairs: Sequence[Pair],
+    load_pixels: Callable[[Pair], torch.Tensor],
+    texts: Sequence[str],
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed each pair's first image and its text: ((N, E), (N, E)) float32, L2-normalised.
+
+    Args:
+        model: the (unwrapped) dual encoder.
+        pairs: validation pairs.
+        load_pixels: pair -> preprocessed image tensor (C, S, S).
+        texts: the report text of each pair.
+        batch_size: images per forward pass.
+    """
+    was_training = model.training
+    model.eval()
+    images = np.zeros((len(pairs), model.embed_dim), dtype=np.float32)
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        pixels = torch.stack([load_pixels(p) for p in chunk])  # (b, C, S, S)
+        images[start : start + len(chunk)] = model.encode_image(pixels).float().cpu().numpy()
+    text = model.embed_texts(list(texts), batch_size=batch_size)
+    model.train(was_training)
+    return images, text
