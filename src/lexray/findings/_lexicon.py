@@ -40,10 +40,12 @@ def _pl(*words: str) -> tuple[str, ...]:
 # A run of up to N characters inside one clause that does not deny the enlargement, e.g. the
 # "and pulmonary vascularity appear" of "heart size and pulmonary vascularity appear normal".
 _GAP = r"(?:(?!enlarg|large|increas|cardiomegaly|widen|[.;])[^\n]){0,45}?"
-_ADV = (
-    r"(?:(?:mildly|moderately|markedly|severely|slightly|minimally|massively|significantly|again|still|now|"
+_ADV = r"(?:(?:xxxx|at|mildly|moderately|markedly|severely|slightly|minimally|massively|significantly|again|still|now|"
+_ADV += r"borderline|at least|top normal|upper normal|stably)\s+)*"
+_NORMAL = (
+    r"\b(?:normal|within (?:the )?normal limits|within (?:the )?limits of normal|unremarkable|not enlarged|"
+    r"upper limits? of normal|top normal|upper normal|normal in size)\b"
 )
-_ADV += r"borderline|at least|top normal|upper normal|stably|probably|likely|possibly)\s+)*"
 _COPULA = r"(?:\s+(?:is|are|was|appears?|remains?|seems?|looks?))?\s+"
 
 TERMS: tuple[Term, ...] = (
@@ -72,6 +74,11 @@ TERMS: tuple[Term, ...] = (
             r"\b(?:heart|heart size|cardiac size|cardiac silhouette|cardiac shadow|cardiac contours?|"
             r"cardiac silhouette size)" + _COPULA + _ADV + r"(?:enlarged|large|increased)\b",
             # cardiothoracic ratio above one half
+            # "borderline" is kept as a severity: Open-i's indexers code "Cardiomegaly/borderline"
+            r"\bborderline (?:enlarged )?(?:heart|cardiac|cardiac silhouette) size\b",
+            r"\b(?:heart|heart size|cardiac silhouette|cardiac silhouette size)"
+            + _COPULA
+            + r"borderline(?: enlarged| in size)?\b",
             r"\b(?:ctr|cardiothoracic ratio)\s*(?:of|is|=|>|:|measures)?\s*(?:0?\.(?:5[1-9]|[6-9])\d*|(?:5[1-9]|[6-9]\d)\s*%)",
         ),
     ),
@@ -81,7 +88,7 @@ TERMS: tuple[Term, ...] = (
         regexes=(
             r"\b(?:heart|heart size|cardiac size|cardiac silhouette|cardiac shadow|cardiac contours?)"
             + _GAP
-            + r"\b(?:normal|within normal limits|unremarkable|not enlarged)\b",
+            + _NORMAL,
             r"\bnormal(?: sized?)? (?:heart|cardiac silhouette|cardiac size|cardiac contours?)\b(?: size)?",
             r"\b(?:ctr|cardiothoracic ratio)\s*(?:of|is|=|<|:|measures)?\s*(?:0?\.(?:[0-4]\d*|50*)\b|(?:[0-4]\d|50)\s*%)",
         ),
@@ -113,9 +120,7 @@ TERMS: tuple[Term, ...] = (
         "Enlarged Cardiomediastinum",
         regexes=(
             r"\b(?:cardiomediastinal silhouette|cardiomediastinal contours?|cardio mediastinal silhouette|"
-            r"mediastinum|mediastinal contours?|mediastinal silhouette)"
-            + _GAP
-            + r"\b(?:normal|within normal limits|unremarkable)\b",
+            r"mediastinum|mediastinal contours?|mediastinal silhouette)" + _GAP + _NORMAL,
             r"\bnormal (?:cardiomediastinal|mediastinal) (?:silhouette|contours?)\b",
         ),
         status="negative",
@@ -207,13 +212,38 @@ TERMS: tuple[Term, ...] = (
             "vascular engorgement",
         ),
     ),
+    Term(
+        "Edema",
+        "Edema",
+        regexes=(
+            r"\b(?:pulmonary )?(?:vascularity|vasculature|vascular engorgement|vascular markings|vessels)"
+            + _GAP
+            + _NORMAL,
+            r"\bnormal pulmonary (?:vascularity|vasculature)\b",
+        ),
+        status="negative",
+    ),
     Term("soft tissue edema", None, phrases=("soft tissue edema", "subcutaneous edema")),
     Term(
         "nodule",
         "Lung Lesion",
         phrases=(
-            *_pl("nodule", "nodular opacity", "nodular density", "micronodule", "nodularity"),
-            "nodular",
+            *_pl(
+                "nodule", "micronodule", "nodularity", "calcified nodule", "dense nodule", "pulmonary nodule"
+            ),
+            "fibronodular",
+            "reticulonodular",
+            "reticular-nodular",
+            "reticulonodular changes",
+        ),
+    ),
+    # Open-i's indexers code "nodular opacity" as a round opacity, not a nodule: the radiologist has
+    # not called it a nodule yet.
+    Term(
+        "nodular opacity",
+        "Lung Opacity",
+        phrases=(
+            *_pl("nodular opacity", "nodular density", "nodular opacification"),
             "nodular densities",
             "nodular opacities",
         ),
@@ -234,7 +264,7 @@ TERMS: tuple[Term, ...] = (
             *_pl("lesion", "tumor", "neoplasm", "carcinoma", "malignancy", "cavitary lesion", "metastasis"),
             "metastases",
             "metastatic disease",
-            *_pl("cavity", "cavitation"),
+            "cavitation",
         ),
     ),
     # --- pleura ----------------------------------------------------------------------------------
@@ -261,9 +291,11 @@ TERMS: tuple[Term, ...] = (
             "fluid in the fissure",
         ),
     ),
+    # Blunting names a sign, not a diagnosis (effusion, scarring or thickening); Open-i's indexers code
+    # it apart from effusion.
     Term(
         "blunting of the costophrenic angle",
-        "Pleural Effusion",
+        None,
         phrases=(
             "blunting of the costophrenic angle",
             "blunting of the costophrenic angles",
@@ -277,6 +309,21 @@ TERMS: tuple[Term, ...] = (
             *_pl("blunted costophrenic angle"),
             "blunting",
             "blunted",
+        ),
+    ),
+    Term(
+        "extrapulmonary mass",
+        None,
+        phrases=(
+            *_pl(
+                "thyroid mass",
+                "chest wall mass",
+                "soft tissue mass",
+                "breast mass",
+                "neck mass",
+                "abdominal mass",
+                "goiter",
+            ),
         ),
     ),
     Term("pericardial effusion", None, phrases=(*_pl("pericardial effusion"),)),
@@ -464,7 +511,7 @@ TERMS: tuple[Term, ...] = (
         "granuloma",
         None,
         phrases=(
-            *_pl("granuloma", "calcified granuloma", "calcified nodule", "granulomatous disease"),
+            *_pl("granuloma", "calcified granuloma", "granulomatous disease"),
             "granulomatous",
             "granulomata",
             "calcified lymph nodes",
@@ -707,7 +754,6 @@ TERMS: tuple[Term, ...] = (
         "surgical changes",
         None,
         phrases=(
-            *_pl("postsurgical change", "postoperative change", "post-surgical change"),
             "lobectomy",
             "pneumonectomy",
             "mastectomy",
@@ -835,6 +881,12 @@ CONTEXT_RULES: tuple[ContextRule, ...] = (
             "not evident",
             "are not identified",
             "is not identified",
+            "not definitely seen",
+            "no longer seen",
+            "no longer visualized",
+            "no longer visible",
+            "no longer present",
+            "no longer identified",
         )
     ),
     # uncertainty
@@ -855,7 +907,6 @@ CONTEXT_RULES: tuple[ContextRule, ...] = (
             "can not exclude",
             "cannot rule out",
             "can not rule out",
-            "cannot be excluded",
             "questionable",
             "question of",
             "suspicious for",
@@ -880,11 +931,8 @@ CONTEXT_RULES: tuple[ContextRule, ...] = (
             "differential diagnosis includes",
             "consider",
             "equivocal",
-            "borderline",
             "indeterminate",
             "uncertain",
-            "not excluded",
-            "not entirely excluded",
             "can't exclude",
             "r/o",
             "rule out",
@@ -893,9 +941,7 @@ CONTEXT_RULES: tuple[ContextRule, ...] = (
             "favor",
             "favored",
             "?",
-            "cannot be entirely excluded",
             "difficult to exclude",
-            "not ruled out",
         )
     ),
     *(
@@ -922,6 +968,7 @@ CONTEXT_RULES: tuple[ContextRule, ...] = (
             "is considered",
         )
     ),
+    ContextRule("than", POSS, _F, max_scope=3),  # "spurring more likely than metastasis"
     # hypothetical: follow-up advice names a finding without asserting it
     *(
         ContextRule(cue, HYPO, _F, max_scope=10)
@@ -935,6 +982,16 @@ CONTEXT_RULES: tuple[ContextRule, ...] = (
             "recommend",
             "screening for",
             "follow-up to",
+        )
+    ),
+    *(
+        ContextRule(cue, HYPO, _B, max_scope=6)
+        for cue in (
+            "may not be demonstrated",
+            "may not be visible",
+            "may not be seen",
+            "may be occult",
+            "can be occult",
         )
     ),
     # phrases that look like a cue but are not one
@@ -954,8 +1011,6 @@ CONTEXT_RULES: tuple[ContextRule, ...] = (
             "no longer",
             "not only",
             "not certain whether",
-            "no other",
-            "no additional",
             "no substantial change",
             "no appreciable change",
             "no definite change",
@@ -1001,20 +1056,18 @@ CONTEXT_RULES: tuple[ContextRule, ...] = (
             "yet",
             "while",
             "whereas",
-            "secondary to",
-            "due to",
-            "likely due to",
             "since",
             "noted",
             "also",
             "is seen",
+            "seen",
+            "identified",
             "are seen",
             "is present",
             "are present",
             "is noted",
             "are noted",
             "which is",
-            "to suggest",
             "given",
             "status post",
             "s/p",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ from lexray.findings import _lexicon as lex
 from lexray.findings.labels import Mention, ReportLabels, Status, aggregate
 
 logger = logging.getLogger(__name__)
+
+# medspaCy's matchers keep an empty spaCy token Matcher next to their phrase matcher; spaCy warns
+# (W036) on every document it is called on, which would flood the logs of a long run.
+warnings.filterwarnings("ignore", message=r"\[W036\]", category=UserWarning)
 
 _STATUS_OF_CATEGORY: dict[str, Status] = {
     lex.NEG: "negative",
@@ -289,10 +294,15 @@ class Labeler:
         # for each attribute of each target: (distance, value, start, end); smaller distance wins
         best: dict[int, dict[str, tuple[int, str, int, int]]] = {}
 
-        def clear(a: int, b: int) -> int | None:
-            """Words between token a and b (exclusive) that are not attribute words, or None if a barrier."""
+        def clear(a: int, b: int, comma_ok: bool = False) -> int | None:
+            """Words between token a and b (exclusive) that are not attribute words, or None if a barrier.
+
+            With ``comma_ok`` a comma right after the finding is allowed ("effusion, stable").
+            """
             n = 0
             for tok in doc[a:b]:
+                if comma_ok and tok.i == a and tok.text == "," and b == a + 1:
+                    continue
                 if tok.lower_ in lex.ATTRIBUTE_BARRIERS or tok.is_sent_start:
                     return None
                 if tok.i not in cue_tokens:
@@ -301,7 +311,7 @@ class Labeler:
 
         for start, end, values in cues:
             sent = doc[start].sent
-            inside = [t for t in targets if t.start <= start and end <= t.end]
+            inside = [t for t in targets if t.start < end and start < t.end]  # overlapping counts as inside
             choice: tuple[Span, int] | None = None
             if inside:
                 choice = (inside[0], -1)
@@ -313,7 +323,7 @@ class Labeler:
                     if words is not None and words <= gap:
                         choice = (nxt, words)
                 if choice is None and prv is not None:
-                    words = clear(prv.end, start)
+                    words = clear(prv.end, start, comma_ok=True)
                     if words is not None and words <= gap + 2:
                         choice = (prv, words + 1)  # a premodifier beats a postmodifier at equal distance
             if choice is None:

@@ -89,6 +89,16 @@ def split_mesh(terms: str | Iterable[str]) -> list[str]:
     return [t.strip() for t in terms if t and t.strip()]
 
 
+#: The heading Open-i gives reports its indexers did not code: they have no reference labels.
+NOT_INDEXED = "no indexing"
+
+
+def is_indexed(terms: str | Iterable[str]) -> bool:
+    """False for reports without MeSH coding (no terms, or "No Indexing")."""
+    listed = [t.lower() for t in split_mesh(terms)]
+    return bool(listed) and NOT_INDEXED not in listed
+
+
 def mesh_classes(terms: str | Iterable[str]) -> frozenset[str]:
     """Classes a report's MeSH headings make positive.
 
@@ -106,9 +116,16 @@ def mesh_classes(terms: str | Iterable[str]) -> frozenset[str]:
 
 
 def labeler_classes(labels: ReportLabels, count_uncertain: bool = False) -> frozenset[str]:
-    """Classes the labeler finds positive (optionally counting uncertain as positive)."""
+    """Classes the labeler finds positive (optionally counting uncertain as positive).
+
+    "normal" is "No Finding" positive with no support device either: Open-i's indexers code "normal"
+    only when they have nothing at all to code, and they code devices.
+    """
     wanted = {"positive", "uncertain"} if count_uncertain else {"positive"}
-    return frozenset(c for c, obs in LABELER_OBSERVATION.items() if labels.observations[obs] in wanted)
+    out = {c for c, obs in LABELER_OBSERVATION.items() if labels.observations[obs] in wanted}
+    if "normal" in out and labels.observations["Support Devices"] in wanted:
+        out.discard("normal")
+    return frozenset(out)
 
 
 def score_classes(
