@@ -35,6 +35,7 @@ ABBREVIATIONS: tuple[tuple[str, str], ...] = (
     ("pneumothoraces", "PTX"),
     ("pneumothorax", "PTX"),
     ("atelectasis", "atx"),
+    ("airspace consolidation", "consol"),
     ("consolidations", "consol"),
     ("consolidation", "consol"),
     ("bilateral", "b/l"),

@@ -92,6 +92,9 @@ def _tidy(sentence: str) -> str:
     sentence = re.sub(r",\s*,", ",", sentence)
     sentence = re.sub(r"^(?:,|and|or)\s+", "", sentence, flags=re.I)
     sentence = re.sub(r"\b(?:,\s*)?(?:and|or)\s*\.$", ".", sentence, flags=re.I)
+    # Article agreement after a swapped word ("a new" -> "an unchanged" and back).
+    sentence = re.sub(r"\b([Aa]) (?=[aeiouAEIOU][a-z])", r"\1n ", sentence)
+    sentence = re.sub(r"\b([Aa])n (?=[b-df-hj-np-tv-z])", r"\1 ", sentence)
     return _cap(sentence)
 
 
@@ -162,6 +165,14 @@ class _Gen:
     def _rel(self, k: int, m: object) -> int:
         return m.start - self.doc.spans[k][2]
 
+    def _phrase_span(self, k: int, m: object, with_status: bool) -> tuple[int, int]:
+        """A mention's phrase with its attribute words (and its hedge/negation word) in sentence ``k``."""
+        start, end = self._phrase_start(k, m), self._rel(k, m) + (m.end - m.start)
+        cue = self._cue(k, m, "status") if with_status else None
+        if cue is not None and cue[0] < start and start - cue[1] <= 2:
+            start = cue[0]
+        return start, end
+
     def _phrase_start(self, k: int, m: object) -> int:
         """Start of a mention's noun phrase: its attribute words just before it ("small left effusion")."""
         start = self._rel(k, m)
@@ -182,7 +193,22 @@ class _Gen:
 
     def word_swap(self, attribute: str, table: dict[str, tuple[str, ...]]) -> Iterator[tuple[str, Edit]]:
         for obs in self._shuffled(self.present):
-            hits = self._sentences_with(obs, PRESENT)
+            # Only mentions the labeler gave this attribute: a swap elsewhere could not change it.
+            hits = [
+                (
+                    k,
+                    next(
+                        m
+                        for m in self.by_sent[k]
+                        if m.category == obs and m.status in PRESENT and getattr(m, attribute)
+                    ),
+                )
+                for k in sorted(self.by_sent)
+                if any(
+                    m.category == obs and m.status in PRESENT and getattr(m, attribute)
+                    for m in self.by_sent[k]
+                )
+            ]
             choice = {word: self.rng.choice(alts) for word, alts in table.items()}
             edit: Edit = {}
             for k, m in hits:
@@ -196,7 +222,7 @@ class _Gen:
                 if new is None:
                     new = _swap_nearest(sent, self._rel(k, m), table, choice)
                 if new is not None:
-                    edit[k] = [new]
+                    edit[k] = [_tidy(new)]
             if not edit:
                 continue
             yield obs, edit  # every sentence that states the finding, so the report stays consistent
@@ -245,8 +271,7 @@ class _Gen:
                     if self._only(k, obs):
                         edit[k] = [f"{_cap(canonical)} is present."]
                     else:
-                        rel = self._rel(k, m)
-                        rest = _remove_span(sent, rel, rel + len(m.text))
+                        rest = _remove_span(sent, *self._phrase_span(k, m, with_status=False))
                         edit[k] = [rest, f"{_cap(canonical)} is present."]
                 yield obs, edit
 
@@ -263,7 +288,10 @@ class _Gen:
                 edit: Edit = {}
                 for k, m in hits:
                     sent, rel = self.doc.sentences[k], self._phrase_start(k, m)
-                    edit[k] = [_tidy(f"{sent[:rel]}{hedge} {sent[rel:]}")]
+                    rest = sent[rel:]
+                    if rel == 0 and not rest.split(" ", 1)[0].isupper():
+                        rest = rest[:1].lower() + rest[1:]  # "Small effusion" -> "Possible small effusion"
+                    edit[k] = [_tidy(f"{sent[:rel]}{hedge} {rest}")]
                 yield obs, edit
                 if all(self._only(k, obs) for k, _ in hits):
                     yield obs, {k: [f"{_cap(hedge)} {canonical}."] for k, _ in hits}
@@ -309,10 +337,9 @@ class _Gen:
                     # Remove every mention of obs from the sentence, last first so offsets stay valid.
                     sent = self.doc.sentences[k]
                     for m in sorted(
-                        (m for m in self.by_sent[k] if m.observation == obs), key=lambda m: -m.start
+                        (m for m in self.by_sent[k] if m.category == obs), key=lambda m: -m.start
                     ):
-                        rel = self._rel(k, m)
-                        sent = _remove_span(sent, rel, rel + len(m.text))
+                        sent = _remove_span(sent, *self._phrase_span(k, m, with_status=True))
                     edit[k] = [sent]
             if len(edit) == len(self.doc.sentences) and all(not v for v in edit.values()):
                 continue  # nothing would be left of the report

@@ -47,9 +47,9 @@ _EXPAND = _compile(lex.EXPANSIONS, case_sensitive_short=True)
 _TELEGRAPHIC = [(re.compile(p, re.IGNORECASE), r) for p, r in lex.TELEGRAPHIC]
 
 
-def _match_case(replacement: str, original: str) -> str:
-    """Keep a sentence-initial capital when a phrase is replaced."""
-    if original[:1].isupper() and replacement[:1].islower():
+def _match_case(replacement: str, original: str, at_start: bool) -> str:
+    """Capitalise a replacement that starts a sentence; elsewhere the table's own case is kept."""
+    if at_start and original[:1].isupper():
         return replacement[:1].upper() + replacement[1:]
     return replacement
 
@@ -57,12 +57,13 @@ def _match_case(replacement: str, original: str) -> str:
 def _sub_table(
     text: str, table: list[tuple[re.Pattern[str], str]], rng: random.Random | None, p: float
 ) -> str:
+    """Apply a phrase table; with an rng each match is replaced with probability ``p``."""
     for pattern, dst in table:
 
         def repl(m: re.Match[str], dst: str = dst) -> str:
             if rng is not None and rng.random() > p:
                 return m.group(0)
-            return _match_case(dst, m.group(0))
+            return _match_case(dst, m.group(0), m.start() == 0)
 
         text = pattern.sub(repl, text)
     return text
@@ -97,10 +98,14 @@ def style_shorthand(findings: list[str], impression: list[str], rng: random.Rand
 _NO_VERB = re.compile(r"\b(?:is|are|was|were|seen|noted|identified|present|demonstrated|visualized)\b", re.I)
 
 
+# "No (interval) change in X" states X is unchanged, not absent: never rewrite it as "There is no ...".
+_NO_CHANGE = re.compile(r"^No\s+(?:\w+\s+){0,2}(?:change|progression|difference)", re.I)
+
+
 def _expand_sentence(sentence: str) -> str:
     s = _sub_table(sentence, _EXPAND, None, 1.0)
     # "No pneumothorax." -> "There is no pneumothorax." (only when the sentence has no verb of its own).
-    if re.match(r"^No\b", s) and not _NO_VERB.search(s):
+    if re.match(r"^No\b", s) and not _NO_VERB.search(s) and not _NO_CHANGE.search(s):
         s = "There is no" + s[2:]
     return _tidy(s)
 
@@ -163,7 +168,8 @@ def style_hospital_template(
     if findings:
         parts.append(
             tpl["findings"].format(
-                items=tpl["item_sep"].join(s.rstrip(".") for s in findings),
+                # Items keep their periods: a line break alone does not end a sentence for the labeler.
+                items=tpl["item_sep"].join(findings),
                 text=join(findings),
                 lines="\n".join(findings),
             )

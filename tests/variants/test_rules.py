@@ -1,0 +1,134 @@
+"""Rule styles: what each style does to the text, determinism, equivalence checks with the real labeler."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from lexray.variants import (
+    RULE_STYLES,
+    make_rule_variants,
+    make_rule_variants_batch,
+    render_rule_style,
+    source_text,
+)
+from lexray.variants._text import split_sentences
+
+from .conftest import HANDWRITTEN, make_study
+
+STUDY = HANDWRITTEN[0]
+
+
+def test_split_sentences_handles_numbering_and_empty_fragments() -> None:
+    text = "1. Chest. Continued right elevation with 2.5 cm nodule. 2. Scapular fracture. 3. Clavicle. ."
+    assert split_sentences(text) == [
+        "Chest.",
+        "Continued right elevation with 2.5 cm nodule.",
+        "Scapular fracture.",
+        "Clavicle.",
+    ]
+    assert split_sentences("Heart normal vs. prior. Lungs clear") == [
+        "Heart normal vs. prior.",
+        "Lungs clear.",
+    ]
+    assert split_sentences("  ") == []
+
+
+def test_styles_transform_as_documented() -> None:
+    out = {s: render_rule_style(STUDY, s, seed=0) for s in RULE_STYLES}
+    assert all(reason == "" for _, reason in out.values())
+    shorthand = out["shorthand"][0]
+    assert "PTX" in shorthand or "RLL" in shorthand or "atx" in shorthand
+    # most (not all) abbreviations apply per seed; over a few seeds every one shows up
+    many = " ".join(render_rule_style(STUDY, "shorthand", seed)[0] for seed in range(6))
+    assert all(a in many for a in ("RLL", "atx", "NAD", "PTX"))
+    assert not re.search(r"\bthe\b", shorthand, re.I)
+    assert (
+        out["impression_only"][0] == "No acute cardiopulmonary abnormality. Mild right basilar atelectasis."
+    )
+    assert out["findings_only"][0].startswith("The heart is normal in size.")
+    assert "IMPRESSION" not in out["findings_only"][0]
+    assert "FINDINGS" not in out["headerless"][0] and "1." not in out["headerless"][0]
+    reordered = out["reordered"][0]
+    assert sorted(split_sentences(reordered.replace("FINDINGS:", "").replace("IMPRESSION:", ""))) == sorted(
+        split_sentences(out["headerless"][0])
+    )
+    assert reordered != source_text(STUDY)
+    assert out["expanded"][0].startswith("FINDINGS:")
+    assert "There is no acute cardiopulmonary abnormality." in out["expanded"][0]
+
+
+def test_expanded_spells_out_abbreviations() -> None:
+    s = make_study("s", "No PTX. Small L eff. RLL consol s/p CABG.", "NAD.")
+    text, reason = render_rule_style(s, "expanded", 0)
+    assert reason == ""
+    assert (
+        "pneumothorax" in text and "right lower lobe consolidation" in text.lower() and "status post" in text
+    )
+    assert "coronary artery bypass graft" in text and "There is no pneumothorax." in text
+
+
+def test_deterministic_under_seed_and_varies_across_seeds() -> None:
+    for style in RULE_STYLES:
+        assert render_rule_style(STUDY, style, 7) == render_rule_style(STUDY, style, 7)
+    long = make_study(
+        "long", " ".join(f"Finding number {k} is described." for k in range(8)), "No acute process."
+    )
+    orders = {render_rule_style(long, "reordered", seed)[0] for seed in range(5)}
+    assert len(orders) > 1
+    templates = {render_rule_style(STUDY, "hospital_template", seed)[0].split(":")[0] for seed in range(20)}
+    assert len(templates) > 1
+
+
+def test_not_applicable_styles() -> None:
+    only_impression = make_study("i", "", "No acute disease.")
+    assert render_rule_style(only_impression, "findings_only", 0)[1].startswith("not applicable")
+    assert render_rule_style(only_impression, "impression_only", 0)[1].startswith("not applicable")
+    assert render_rule_style(make_study("e", "", ""), "shorthand", 0)[1].startswith("not applicable")
+    with pytest.raises(ValueError, match="unknown rule style"):
+        render_rule_style(STUDY, "poetry", 0)
+
+
+def test_rule_variants_keep_the_label_vector(labeler) -> None:
+    records = make_rule_variants_batch(HANDWRITTEN, RULE_STYLES, seed=0, labeler=labeler)
+    assert len(records) == len(HANDWRITTEN) * len(RULE_STYLES)
+    by_id = {s.study_id: s for s in HANDWRITTEN}
+    for r in records:
+        assert r.generator == "rules" and r.kind == "equivalent" and r.prompt_version == ""
+        if r.accepted:
+            src = labeler(source_text(by_id[r.study_id]))
+            var = labeler(r.text)
+            if r.style in ("impression_only", "findings_only"):
+                # summaries keep every positive/uncertain finding
+                present = {
+                    o
+                    for o, s in src.observations.items()
+                    if s in ("positive", "uncertain") and o != "No Finding"
+                }
+                assert present == {
+                    o
+                    for o, s in var.observations.items()
+                    if s in ("positive", "uncertain") and o != "No Finding"
+                }
+            else:
+                assert var.vector() == src.vector(), (r.style, r.study_id)
+        else:
+            assert r.reject_reason
+    accepted = {(r.study_id, r.style) for r in records if r.accepted}
+    # the handwritten reports are plain enough that every rewrite style passes the check
+    for style in ("shorthand", "reordered", "headerless", "hospital_template"):
+        assert all((s.study_id, style) in accepted for s in HANDWRITTEN), style
+
+
+def test_a_changed_label_vector_is_rejected(labeler, monkeypatch) -> None:
+    from lexray.variants import rules
+
+    # A faulty style that drops the negation must be caught by the labeler check.
+    def broken(findings, impression, rng):
+        return " ".join(s.replace("no ", "") for s in findings + impression), ""
+
+    monkeypatch.setitem(rules.STYLE_FUNCTIONS, "headerless", broken)
+    (record,) = make_rule_variants(HANDWRITTEN[4], ["headerless"], seed=0, labeler=labeler)
+    assert not record.accepted
+    assert "labels changed" in record.reject_reason and "negation" in record.reject_reason
