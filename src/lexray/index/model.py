@@ -81,9 +81,28 @@ def fingerprint_dir(path: str | Path) -> str:
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
 
+def _model_dir(path: Path, model_class: str) -> Path:
+    """The directory that holds the model itself.
+
+    A DualEncoder training run keeps its model in ``best/`` or ``final/`` beside logs and metrics that
+    later commands rewrite; fingerprinting the whole run would make the index look stale after every
+    evaluation, so the reference points at the model directory ``from_pretrained`` would pick.
+    """
+    if model_class != DEFAULT_MODEL_CLASS:
+        return path
+    from lexray.clip.model import MARKER_FILE, RUN_MODEL_DIRS
+
+    if (path / MARKER_FILE).is_file():
+        return path
+    for name in RUN_MODEL_DIRS:
+        if (path / name / MARKER_FILE).is_file():
+            return path / name
+    return path
+
+
 def make_ref(path: str | Path, model_class: str = DEFAULT_MODEL_CLASS) -> ModelRef:
-    """A :class:`ModelRef` for the run directory ``path`` (stored absolute)."""
-    p = Path(path).expanduser().resolve()
+    """A :class:`ModelRef` for the run directory ``path`` (stored absolute, resolved to its model dir)."""
+    p = _model_dir(Path(path).expanduser().resolve(), model_class)
     return ModelRef(model_class=model_class, path=str(p), fingerprint=fingerprint_dir(p))
 
 
