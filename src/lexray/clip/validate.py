@@ -83,3 +83,36 @@ def embed_pairs(
     text = model.embed_texts(list(texts), batch_size=batch_size)
     model.train(was_training)
     return images, text
+
+
+def evaluate_split(
+    model: DualEncoder,
+    manifest: str,
+    split: str = "test",
+    ks: Sequence[int] = (1, 5, 10),
+    report_format: str = "plain",
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """Retrieval metrics of a model on one split of a manifest (first image of each study).
+
+    When every study carries ``extra["phantom_findings"]`` the ``group/...`` metrics count any report
+    whose rendered findings equal the true report's as a hit.
+    """
+    from lexray.clip.data import SourceConfig, load_pairs
+    from lexray.data.images import load_radiograph
+
+    pairs, _ = load_pairs(SourceConfig(manifest=manifest, split=split))
+    if not pairs:
+        raise ValueError(f"{manifest} has no usable pairs in split {split!r}")
+    pre = model.image_tower.preprocess
+    images, texts = embed_pairs(
+        model,
+        pairs,
+        lambda p: pre(load_radiograph(p.images[0]).pixels),
+        [p.text(report_format) for p in pairs],
+        batch_size,
+    )
+    groups = [p.group for p in pairs] if all(p.group for p in pairs) else None
+    metrics = retrieval_metrics(images, texts, groups, ks)
+    metrics["n_pairs"] = float(len(pairs))
+    return metrics
