@@ -130,7 +130,15 @@ TERMS: tuple[Term, ...] = (
         "opacity",
         "Lung Opacity",
         phrases=(
-            *_pl("opacity", "airspace opacity", "air space opacity", "opacification", "parenchymal opacity"),
+            *_pl(
+                "opacity",
+                "interstitial opacity",
+                "streakiness",
+                "airspace opacity",
+                "air space opacity",
+                "opacification",
+                "parenchymal opacity",
+            ),
             "opacified",
             "opacifications",
             *_pl("airspace disease", "air space disease", "airspace process", "air space process"),
@@ -138,10 +146,13 @@ TERMS: tuple[Term, ...] = (
             *_pl("density", "haziness", "hazy opacity", "shadowing"),
             "increased markings",
             *_pl("alveolar opacity", "reticular opacity", "reticulonodular opacity"),
-            "airspace consolidation or atelectasis",
         ),
     ),
-    Term("infiltrate", "Lung Opacity", phrases=(*_pl("infiltrate", "infiltration"), "infiltrative")),
+    Term(
+        "infiltrate",
+        "Lung Opacity",
+        phrases=(*_pl("infiltrate", "infiltration", "interstitial infiltrate"), "infiltrative"),
+    ),
     Term(
         "ground-glass opacity",
         "Lung Opacity",
@@ -181,7 +192,6 @@ TERMS: tuple[Term, ...] = (
             "atelectatic change",
             "atelectatic changes",
             "atx",
-            "atelectasis/scarring",
             *_pl("collapse"),
             "subsegmental atelectasis",
             "platelike atelectasis",
@@ -210,6 +220,36 @@ TERMS: tuple[Term, ...] = (
             "pulmonary venous hypertension",
             "interstitial edema",
             "vascular engorgement",
+            "septal lines",
+        ),
+    ),
+    # Prominent pulmonary vessels: Open-i codes them "Pulmonary Congestion", CheXpert counts congestion
+    # as edema.
+    Term(
+        "vascular congestion",
+        "Edema",
+        phrases=(
+            *_pl(
+                "vascular prominence",
+                "central vascular prominence",
+                "pulmonary vascular prominence",
+                "prominent pulmonary vasculature",
+                "prominent central pulmonary vasculature",
+                "prominent central vasculature",
+                "prominence of the pulmonary vasculature",
+                "prominence of the central pulmonary vasculature",
+                "prominence of the central vasculature",
+                "increased pulmonary vascularity",
+                "increased lung vascularity",
+                "increased vascularity",
+                "indistinct vascular margination",
+                "vascular redistribution",
+                "pulmonary vascular redistribution",
+            ),
+        ),
+        regexes=(
+            r"\b(?:pulmonary |central |lung )+(?:vascularity|vasculature|vessels)(?:\s+(?:is|are|appears?|remains?))?"
+            r"\s+(?:(?:mildly|moderately|slightly|again|still)\s+)*(?:prominent|increased|engorged|congested|indistinct)\b",
         ),
     ),
     Term(
@@ -415,10 +455,38 @@ TERMS: tuple[Term, ...] = (
                 "swan-ganz catheter",
                 "catheter",
                 "venous catheter",
-                "line",
+                "midline catheter",
+                "tunneled catheter",
                 "ij line",
                 "subclavian line",
             ),
+        ),
+    ),
+    Term(
+        "stimulator",
+        "Support Devices",
+        phrases=(
+            *_pl(
+                "neurostimulator",
+                "stimulator",
+                "spinal stimulator",
+                "nerve stimulator",
+                "vagal nerve stimulator",
+            ),
+            *_pl("shunt", "vp shunt", "shunt tubing", "ventriculoperitoneal shunt", "bone anchor"),
+            "prosthetic",
+        ),
+        # TIPS (transjugular intrahepatic portosystemic shunt) only in capitals: "tips" is an ordinary word.
+        regexes=(r"(?-i:\bTIPS\b)",),
+    ),
+    # Open-i redacts many device names to "XXXX"; the device survives in "right chest XXXX tip ...".
+    Term(
+        "central venous catheter",
+        "Support Devices",
+        regexes=(
+            r"\b(?:chest|jugular|subclavian|arm|extremity|ij|port)\s+XXXX(?:\s+XXXX)?\s+(?:with\s+(?:its\s+|the\s+)?"
+            r"(?:distal\s+)?)?tip\b",
+            r"\bsurgical\s+XXXX\b",
         ),
     ),
     Term(
@@ -656,8 +724,6 @@ TERMS: tuple[Term, ...] = (
             "cicatrix",
             "chronic scarring",
             "chronic changes",
-            "scarring or atelectasis",
-            "scarring/atelectasis",
         ),
     ),
     Term(
@@ -667,7 +733,6 @@ TERMS: tuple[Term, ...] = (
             *_pl(
                 "interstitial marking",
                 "interstitial prominence",
-                "interstitial opacity",
                 "interstitial pattern",
                 "interstitial change",
                 "interstitial lung disease",
@@ -677,7 +742,6 @@ TERMS: tuple[Term, ...] = (
                 "bronchovascular marking",
                 "lung marking",
                 "pulmonary marking",
-                "interstitial infiltrate",
             ),
             "interstitial",
             "coarsened interstitial markings",
@@ -767,12 +831,11 @@ TERMS: tuple[Term, ...] = (
         phrases=("osteopenia", "osteopenic", "demineralization", "demineralized", "osteoporosis"),
     ),
     Term(
-        "vascular prominence",
+        "pulmonary hypertension",
         None,
         phrases=(
-            "prominent pulmonary vasculature",
-            "vascular prominence",
             "pulmonary arterial hypertension",
+            "pulmonary artery hypertension",
             "enlarged pulmonary arteries",
             "pulmonary hypertension",
         ),
