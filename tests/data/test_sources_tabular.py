@@ -232,3 +232,22 @@ def test_malformed_and_non_utf8_csv_rows_are_rejected_not_fatal(tmp_path):
     assert {s.study_id: s.impression for s in result.studies}["hospital-S3"] == "multi line report"
     assert Counter(r.reason for r in result.rejects) == {"bad_row": 1, "non_utf8_report": 1}
     assert "5 fields where the header has 3" in [r.detail for r in result.rejects if r.reason == "bad_row"][0]
+
+
+def test_image_checker_matches_exists_oracle_in_flat_and_nested_folders(tmp_path):
+    from lexray.data.sources._common import ImageChecker
+    from lexray.data.study import Image
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(0, 40, 2):
+        (flat / f"{i}.png").write_bytes(b"x")
+    nested = [tmp_path / f"s{i}" / "a.jpg" for i in range(5)]
+    for p in nested[::2]:
+        p.parent.mkdir()
+        p.write_bytes(b"x")
+    images = [Image(str(flat / f"{i}.png")) for i in range(40)] + [Image(str(p)) for p in nested]
+    checker = ImageChecker(list_after=3)
+    missing = [m for k in range(0, len(images), 3) for m in checker.missing(images[k : k + 3])]
+    assert missing == [i.path for i in images if not Path(i.path).exists()]
+    assert str(flat) in checker._listed and str(nested[0].parent) not in checker._listed

@@ -69,10 +69,17 @@ def _atomic_target(path: Path) -> Path:
 def studies_to_table(studies: Iterable[Study]) -> pa.Table:
     """Arrow table (manifest schema, without file metadata) from study records.
 
+    Nested columns are built from flat value lists and offsets (no dict per image), which keeps
+    100k-study manifests fast to write.
+
     Raises:
         ValueError: two studies share a study id.
     """
-    cols: dict[str, list] = {name: [] for name in SCHEMA.names}
+    cols: dict[str, list] = {
+        name: [] for name in ("study_id", "patient_id", "source", "split", *_TEXT_COLUMNS)
+    }
+    img_offsets, img_path, img_view, img_id = [0], [], [], []
+    extra_offsets, extra_keys, extra_values = [0], [], []
     seen: set[str] = set()
     for s in studies:
         if s.study_id in seen:
@@ -87,9 +94,28 @@ def studies_to_table(studies: Iterable[Study]) -> pa.Table:
         cols["split"].append(s.split)
         for c in _TEXT_COLUMNS:
             cols[c].append(getattr(s, c))
-        cols["images"].append([{"path": i.path, "view": i.view, "image_id": i.image_id} for i in s.images])
-        cols["extra"].append(list(s.extra.items()))
-    return pa.Table.from_pydict(cols, schema=SCHEMA)
+        for img in s.images:
+            img_path.append(img.path)
+            img_view.append(img.view)
+            img_id.append(img.image_id)
+        img_offsets.append(len(img_path))
+        extra_keys.extend(s.extra.keys())
+        extra_values.extend(s.extra.values())
+        extra_offsets.append(len(extra_keys))
+    images = pa.ListArray.from_arrays(
+        pa.array(img_offsets, pa.int32()),
+        pa.StructArray.from_arrays(
+            [pa.array(img_path, pa.string()), pa.array(img_view, pa.string()), pa.array(img_id, pa.string())],
+            fields=list(_IMAGE_TYPE),
+        ),
+    )
+    extra = pa.MapArray.from_arrays(
+        pa.array(extra_offsets, pa.int32()),
+        pa.array(extra_keys, pa.string()),
+        pa.array(extra_values, pa.string()),
+    )
+    arrays = [pa.array(cols[name], pa.string()) for name in cols] + [images, extra]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
 
 def write_table(table: pa.Table, path: str | Path, rejects: list[Reject] | None = None) -> Path:

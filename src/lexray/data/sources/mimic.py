@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from lexray.data.sections import parse_report
 from lexray.data.sources import SourceResult
-from lexray.data.sources._common import missing_images, read_report, read_table_file, require_columns
+from lexray.data.sources._common import ImageChecker, read_report, read_table_file, require_columns
 from lexray.data.splits import SPLIT_ALIASES
 from lexray.data.study import Image, Reject, Study
 
@@ -47,7 +47,7 @@ class MimicCxrConfig:
 
     path: Path  # MIMIC-CXR-JPG root (split and metadata CSVs, files/pNN/...)
     reports: Path | None = None  # reports root (files/pNN/.../sNNN.txt) or mimic-cxr-reports.zip; None = path
-    check_images: bool = True  # list each study folder once and reject JPGs that are absent
+    check_images: bool = True  # reject JPGs that are absent (a stat per image)
 
 
 def _find(root: Path, kind: str) -> Path | None:
@@ -75,7 +75,7 @@ class _ReportReader:
 
     def read(self, rel: str, record: str) -> tuple[str | None, Reject | None]:
         if self.zip is None:
-            return read_report(self.root / rel, SOURCE, record)
+            return read_report(f"{self.root}/{rel}", SOURCE, record)
         member = self.names.get(rel)
         if member is None:
             return None, Reject(SOURCE, record, "missing_report", f"{rel} is not in {self.root}")
@@ -101,7 +101,7 @@ def load_mimic_cxr(
     Args:
         path: the MIMIC-CXR-JPG root.
         reports: the reports root or ``mimic-cxr-reports.zip``; None = ``path``.
-        check_images: reject absent JPGs (one folder listing per study, no per-file stat).
+        check_images: reject absent JPGs (see :class:`~lexray.data.sources._common.ImageChecker`).
 
     Raises:
         FileNotFoundError: the split CSV is absent.
@@ -168,7 +168,7 @@ def load_mimic_cxr(
         c: df[c].to_numpy() for c in ("study_id", "subject_id", "split", "folder", "img", "dicom_id", "view")
     }
     reader = _ReportReader(Path(reports) if reports is not None else root)
-    listing: dict[str, set[str]] = {}
+    checker = ImageChecker()
     try:
         for a, b in tqdm(
             zip(starts, ends, strict=True), total=len(starts), desc="mimic-cxr", unit="study", disable=None
@@ -195,8 +195,7 @@ def load_mimic_cxr(
                 for i in range(a, b)
             )
             if check_images:
-                missing = missing_images(images, listing)
-                listing.clear()  # each study folder is listed once; keep memory flat
+                missing = checker.missing(images)
                 for m in missing:
                     result.rejects.append(Reject(SOURCE, record, "missing_image", f"{m} does not exist"))
                 if missing:
