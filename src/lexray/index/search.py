@@ -54,14 +54,13 @@ class Searcher:
     def search_vector(self, query: np.ndarray, target: Modality, k: int) -> list[Hit]:
         """Hits on the ``target`` side for one (D,) query vector."""
         scores, ids = self.index.search(target, query.reshape(1, -1), k)
-        meta = self.index.meta(target)
         hits = []
         for score, row in zip(scores[0], ids[0], strict=True):
             if row < 0:  # FAISS pads with -1 when fewer than k results exist
                 continue
             row = int(row)
             image = self.index.image(row) if target == "image" else None
-            hits.append(Hit(len(hits) + 1, float(score), str(meta.iloc[row]["study_id"]), target, image))
+            hits.append(Hit(len(hits) + 1, float(score), self.index.study_id_of(target, row), target, image))
         return hits
 
     def by_image(self, image: ImageInput, k: int = 5, target: Modality = "text") -> SearchResult:
