@@ -183,7 +183,7 @@ class StatsRow:
     accepted: int
     rejected: int  # failed the labeler check
     not_applicable: int  # style/error could not apply to the report
-    failures: int  # LLM replies that never arrived or were unusable (from failures.jsonl)
+    failures: int  # variants whose LLM reply never arrived or was unusable, still missing (failures.jsonl)
     top_reason: str  # most common rejection reason (observation-level, no report text)
 
     @property
@@ -209,16 +209,15 @@ def variant_stats(store: VariantStore) -> list[StatsRow]:
             c["rejected"] += 1
             reasons.setdefault(key, Counter())[_reject_class(r.reject_reason)] += 1
     done = store.done_keys()
+    failed: set[tuple[str, ...]] = set()
     for f in store.read_failures():
-        key = (
-            f.get("generator", ""),
-            f.get("style", ""),
-            f.get("error_type", ""),
-            f.get("prompt_version", ""),
-        )
-        # A failure later retried successfully is not a failure of the store's content.
-        if (f.get("study_id", ""), key[1], key[0], key[3], key[2]) in done:
+        g = f.get
+        key = (g("generator", ""), g("style", ""), g("error_type", ""), g("prompt_version", ""))
+        full = (g("study_id", ""), key[1], key[0], key[3], key[2])
+        # Count each variant still missing once; one that a later run made is no longer a failure.
+        if full in done or full in failed:
             continue
+        failed.add(full)
         groups.setdefault(key, Counter())["failures"] += 1
     rows = []
     for key in sorted(groups):
