@@ -35,3 +35,32 @@ class BagOfWordsEmbedder:
 @pytest.fixture
 def bow() -> BagOfWordsEmbedder:
     return BagOfWordsEmbedder()
+
+
+class KeywordLabeler:
+    """A stand-in for lexray's labeler: 'no X' -> negative, 'possible X' -> uncertain, 'X' -> positive."""
+
+    TERMS = {"Edema": "edema", "Cardiomegaly": "cardiomegaly", "Pleural Effusion": "effusion"}
+
+    class Result:
+        def __init__(self, observations):
+            self.observations = observations
+
+    def __call__(self, text):
+        t = text.lower()
+        obs = {}
+        for name, term in self.TERMS.items():
+            if f"no {term}" in t:
+                obs[name] = "negative"
+            elif f"possible {term}" in t:
+                obs[name] = "uncertain"
+            elif term in t:
+                obs[name] = "positive"
+            else:
+                obs[name] = "absent"
+        return self.Result(obs)
+
+
+@pytest.fixture
+def keyword_labeler() -> KeywordLabeler:
+    return KeywordLabeler()

@@ -21,30 +21,6 @@ from lexray.evaluate.generation import (
 )
 
 
-class KeywordLabeler:
-    """A stand-in for lexray's labeler: 'no X' -> negative, 'possible X' -> uncertain, 'X' -> positive."""
-
-    TERMS = {"Edema": "edema", "Cardiomegaly": "cardiomegaly", "Pleural Effusion": "effusion"}
-
-    class Result:
-        def __init__(self, observations):
-            self.observations = observations
-
-    def __call__(self, text):
-        t = text.lower()
-        obs = {}
-        for name, term in self.TERMS.items():
-            if f"no {term}" in t:
-                obs[name] = "negative"
-            elif f"possible {term}" in t:
-                obs[name] = "uncertain"
-            elif term in t:
-                obs[name] = "positive"
-            else:
-                obs[name] = "absent"
-        return self.Result(obs)
-
-
 def test_bleu_hand_checked():
     # One pair: every unigram of the hypothesis matches; brevity penalty exp(1 - 6/3).
     b = bleu_scores(["the heart is"], ["the heart is normal in size"])
@@ -62,11 +38,11 @@ def test_rouge_l_hand_checked():
         rouge_l(["a", "b"], ["a"])
 
 
-def test_chexpert_f1_hand_checked():
-    lab = KeywordLabeler()
+def test_chexpert_f1_hand_checked(keyword_labeler):
+    lab = keyword_labeler
     hyps = ["edema and cardiomegaly", "no edema. effusion", "possible effusion"]
     refs = ["edema", "edema. effusion", "effusion"]
-    out = chexpert_f1(hyps, refs, lab, observations=list(KeywordLabeler.TERMS))
+    out = chexpert_f1(hyps, refs, lab, observations=list(lab.TERMS))
     # Edema: tp 1 (pair 0), fn 1 (pair 1) -> F1 2/3. Cardiomegaly: fp 1 -> F1 0.
     # Effusion: tp 1 (pair 1), fn 1 (pair 2, uncertain not positive) -> 2/3.
     assert out["f1"]["Edema"] == pytest.approx(2 / 3)
@@ -75,7 +51,7 @@ def test_chexpert_f1_hand_checked():
     assert out["f1_macro"] == pytest.approx((2 / 3 + 0 + 2 / 3) / 3)
     # micro: tp 2, fp 1, fn 2 -> 4 / 7
     assert out["f1_micro"] == pytest.approx(4 / 7)
-    loose = chexpert_f1(hyps, refs, lab, uncertain_as_positive=True, observations=list(KeywordLabeler.TERMS))
+    loose = chexpert_f1(hyps, refs, lab, uncertain_as_positive=True, observations=list(lab.TERMS))
     assert loose["f1"]["Pleural Effusion"] == 1.0
     none = chexpert_f1(["clear"], ["clear"], lab, observations=["Edema"])
     assert none["f1"]["Edema"] is None and none["f1_macro"] == 0.0
@@ -104,12 +80,12 @@ def test_fusion_modes():
     ]
 
 
-def test_retrieval_as_generation_end_to_end(bow):
+def test_retrieval_as_generation_end_to_end(bow, keyword_labeler):
     corpus = ["mild pulmonary edema", "large right pleural effusion", "cardiomegaly with edema"]
     refs = ["pulmonary edema mild", "right pleural effusion large"]
     q = bow.embed_images(["edema pulmonary", "effusion pleural right"])
     metrics, generated = retrieval_as_generation(
-        q, refs, bow.embed_texts(corpus), corpus, GenerationConfig(), labeler=KeywordLabeler()
+        q, refs, bow.embed_texts(corpus), corpus, GenerationConfig(), labeler=keyword_labeler
     )
     assert generated == corpus[:2]
     assert metrics["bleu1"] == pytest.approx(1.0)  # same words, other order
@@ -117,7 +93,7 @@ def test_retrieval_as_generation_end_to_end(bow):
     assert metrics["n"] == 2
 
 
-def test_optional_metrics_degrade_with_a_reason(monkeypatch):
+def test_optional_metrics_degrade_with_a_reason(monkeypatch, keyword_labeler):
     import builtins
 
     real_import = builtins.__import__
@@ -130,5 +106,5 @@ def test_optional_metrics_degrade_with_a_reason(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_bert_score)
     with pytest.raises(MetricUnavailable, match="report-metrics"):
         bertscore(["a"], ["a"], "distilbert-base-uncased")
-    out = report_metrics(["edema"], ["edema"], GenerationConfig(bertscore=True), KeywordLabeler())
+    out = report_metrics(["edema"], ["edema"], GenerationConfig(bertscore=True), keyword_labeler)
     assert "unavailable" in out["bertscore"] and out["bleu1"] > 0

@@ -164,3 +164,16 @@ def test_studies_without_images_are_left_out():
     res = bidirectional_retrieval(imgs, [0, 1], texts, ["a", "b", "c"], RetrievalConfig(levels=("study",)))
     assert res["study/exact/text_to_image"]["n_queries"] == 2
     assert res["study/exact/text_to_image"]["hit@1"] == 100.0
+
+
+def test_hit_curve_matches_hit_at_k():
+    res = retrieval_ranks(
+        np.eye(4, dtype=np.float32)[[0, 1, 2, 3]],
+        np.eye(4, dtype=np.float32)[[1, 0, 2, 3]],
+        [0, 1, 2, 3],
+        [0, 1, 2, 3],
+    )
+    m = summarize_ranks(res, ks=(1, 3), curve=True)
+    assert len(m["hit_curve"]) == 3
+    assert m["hit_curve"][0] == m["hit@1"] and m["hit_curve"][2] == m["hit@3"]
+    assert m["hit_curve"] == sorted(m["hit_curve"])

@@ -19,15 +19,18 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-# (module under lexray.cli, attribute holding a Typer app or a command function, group name or None
-# for a top-level command). Order is the pipeline order shown in --help.
+# (module under lexray.cli, attribute holding a Typer app or a command function, group name). A Typer app
+# becomes that group; a function becomes a top-level command (group None) or a command named after its
+# module inside a group listed before it. Order is the pipeline order shown in --help.
 _COMMANDS: list[tuple[str, str, str | None]] = [
     ("models", "app", "models"),
     ("doctor", "doctor", None),
     ("data", "app", "data"),
+    ("phantom", "phantom", "data"),
     ("variants", "app", "variants"),
     ("clip", "app", "clip"),
     ("embed", "app", "embed"),
+    ("evaluate", "app", "evaluate"),
     ("index", "app", "index"),
     ("search", "search", None),
     ("serve", "serve", None),
@@ -35,13 +38,17 @@ _COMMANDS: list[tuple[str, str, str | None]] = [
 
 
 def _register() -> None:
+    groups: dict[str, typer.Typer] = {}
     for module_name, attr, group in _COMMANDS:
         module = importlib.import_module(f"lexray.cli.{module_name}")
         obj = getattr(module, attr)
-        if group is None:
-            app.command()(obj)
-        else:
+        if isinstance(obj, typer.Typer):
             app.add_typer(obj, name=group)
+            groups[str(group)] = obj
+        elif group is None:
+            app.command()(obj)
+        else:  # a command function that belongs to a group registered earlier
+            groups[group].command(module_name)(obj)
 
 
 @app.callback()

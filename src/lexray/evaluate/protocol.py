@@ -19,6 +19,7 @@ import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def bidirectional_retrieval(
     report_texts: Sequence[str],
     config: RetrievalConfig = RetrievalConfig(),
     progress: bool = False,
-) -> dict[str, dict[str, float]]:
+) -> dict[str, dict[str, Any]]:
     """Retrieval metrics in both directions for each requested level and mode.
 
     Args:
@@ -122,7 +123,7 @@ def bidirectional_retrieval(
         study_image_embeddings(image_embeddings, img_study, len(keep)) if "study" in config.levels else None
     )
 
-    results: dict[str, dict[str, float]] = {}
+    results: dict[str, dict[str, Any]] = {}
     block = config.block_mb * 2**20
     for level in config.levels:
         for mode in config.modes:
@@ -150,5 +151,5 @@ def bidirectional_retrieval(
                     progress=progress,
                     desc=name,
                 )
-                results[name] = summarize_ranks(res, config.ks)
+                results[name] = summarize_ranks(res, config.ks, curve=True)
     return results

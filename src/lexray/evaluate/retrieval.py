@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -264,12 +264,15 @@ def _count_top_positives(
             out[kk][offset + r] = hits[kk]
 
 
-def summarize_ranks(result: RankResult, ks: Sequence[int] = DEFAULT_KS) -> dict[str, float]:
+def summarize_ranks(
+    result: RankResult, ks: Sequence[int] = DEFAULT_KS, curve: bool = False
+) -> dict[str, Any]:
     """hit@k (CXR "Recall@K", in %), true recall@k where computed (in %), median/mean rank, MRR.
 
     Args:
         result: output of :func:`retrieval_ranks`.
         ks: cut-offs for hit@k.
+        curve: also return ``hit_curve``: hit@k in % for every k from 1 to max(ks) (for plots).
 
     Returns:
         Flat mapping, e.g. ``{"hit@1": 21.0, ..., "median_rank": 7.0, "mean_rank": 60.2, "mrr": 0.31,
@@ -278,7 +281,7 @@ def summarize_ranks(result: RankResult, ks: Sequence[int] = DEFAULT_KS) -> dict[
     r = result.ranks
     if len(r) == 0:
         raise ValueError("no queries to summarise")
-    out: dict[str, float] = {f"hit@{k}": float(100.0 * np.mean(r <= k)) for k in ks}
+    out: dict[str, Any] = {f"hit@{k}": float(100.0 * np.mean(r <= k)) for k in ks}
     if result.recall_hits is not None:
         for k, hits in sorted(result.recall_hits.items()):
             out[f"recall@{k}"] = float(100.0 * np.mean(hits / result.n_positives))
@@ -287,4 +290,7 @@ def summarize_ranks(result: RankResult, ks: Sequence[int] = DEFAULT_KS) -> dict[
     out["mrr"] = float(np.mean(1.0 / r))
     out["n_queries"] = float(len(r))
     out["mean_positives"] = float(np.mean(result.n_positives))
+    if curve:
+        counts = np.bincount(np.minimum(r, max(ks) + 1), minlength=max(ks) + 2)[1 : max(ks) + 1]
+        out["hit_curve"] = (100.0 * np.cumsum(counts) / len(r)).tolist()
     return out
