@@ -169,6 +169,19 @@ def test_dicom_window_monochrome_and_spacing(tmp_path):
     np.testing.assert_allclose(inverted.pixels, 1.0 - oracle, atol=1e-6)
 
 
+def test_dicom_voi_lut_sequence_is_applied(tmp_path):
+    from pydicom import Dataset
+    from pydicom.sequence import Sequence
+
+    values = np.tile(np.arange(0, 256, 4, dtype=np.uint16), (32, 1))  # (32, 64), 0..252
+    lut = Dataset()
+    lut.LUTDescriptor = [256, 0, 8]
+    lut.LUTData = [255 - v for v in range(256)]  # an inverting LUT
+    lut["LUTData"].VR = "US"
+    r = load_radiograph(_write_dicom(tmp_path / "lut.dcm", values, VOILUTSequence=Sequence([lut])))
+    np.testing.assert_allclose(r.pixels, 1.0 - values / 252.0, atol=1e-6)
+
+
 def test_dicom_without_pixels_is_an_image_error(tmp_path):
     from pydicom import Dataset
 
@@ -228,3 +241,15 @@ def test_resize_pad_downsampling_matches_block_mean_on_smooth_images():
     assert up.shape == (100, 100) and np.allclose(up[25:75], 0.7, atol=1e-5)
     with pytest.raises(ValueError, match="2-D"):
         resize_pad(np.zeros((3, 4, 4)), 8)
+
+
+def test_real_compressed_dicoms_decode_or_fail_clearly():
+    data = _rg1().parent
+    lossless = load_radiograph(data / "RG1_J2KR.dcm")  # JPEG 2000 lossless of the same radiograph
+    np.testing.assert_allclose(lossless.pixels, load_radiograph(data / "RG1_UNCR.dcm").pixels, atol=1e-6)
+    try:
+        r = load_radiograph(data / "JPEG-LL.dcm")
+    except ImageError as exc:  # no JPEG-lossless plugin installed: the error names the file and the fix
+        assert "JPEG-LL.dcm" in str(exc) and "pylibjpeg" in str(exc)
+    else:
+        assert r.pixels.ndim == 2

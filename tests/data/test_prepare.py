@@ -187,3 +187,30 @@ def test_cli_prepare_real_open_i(openi_dir, tmp_path):
     }
     assert round(stats["sections"]["openi"]["findings"] * stats["studies"]) == 3425
     assert Path(out.parent / "openi.config.yaml").is_file()
+
+
+def test_decode_images_drops_corrupt_files(tmp_path):
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from lexray.data.sources.hospital import HospitalConfig
+
+    good = tmp_path / "good.png"
+    PILImage.fromarray(np.full((64, 64), 128, dtype=np.uint8)).save(good)
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    export = tmp_path / "e.csv"
+    export.write_text(
+        "study_id,image_path,report\nA,good.png;bad.png,IMPRESSION: ok\nB,bad.png,IMPRESSION: ok\n"
+    )
+    hospital = (HospitalConfig(path=export, patient_id=None, image_root=tmp_path),)
+    lenient = prepare(PrepareConfig(hospital=hospital), tmp_path / "a.parquet")
+    assert sum(len(s.images) for s in read_manifest(lenient.manifest)) == 3  # no decoding: kept
+    strict = prepare(
+        PrepareConfig(hospital=hospital, decode_images=True, require_images=True), tmp_path / "b.parquet"
+    )
+    studies = read_manifest(strict.manifest)
+    assert [(s.study_id, [Path(i.path).name for i in s.images]) for s in studies] == [
+        ("hospital-A", ["good.png"])
+    ]
+    assert strict.rejected == {("hospital", "corrupt_image"): 2, ("hospital", "no_images"): 1}
+    assert all("bad.png" in r.detail for r in read_rejects(strict.manifest) if r.reason == "corrupt_image")

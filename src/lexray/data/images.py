@@ -216,7 +216,9 @@ def _load_dicom(path: Path, limits: ImageLimits) -> Radiograph:
         else:
             values = np.asarray(apply_modality_lut(arr, ds), dtype=np.float64)  # (H, W)
             if "VOILUTSequence" in ds:
-                pixels = _minmax(np.asarray(apply_voi_lut(values, ds, prefer_lut=True), dtype=np.float64))
+                # A VOI LUT is indexed by (integer) modality values.
+                indices = np.rint(values).astype(np.int64)
+                pixels = _minmax(np.asarray(apply_voi_lut(indices, ds, prefer_lut=True), dtype=np.float64))
             elif ds.get("WindowCenter") is not None and ds.get("WindowWidth") is not None:
                 function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
                 pixels = _window(values, _first(ds.WindowCenter), _first(ds.WindowWidth), function)

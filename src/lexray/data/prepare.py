@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -9,13 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from tqdm import tqdm
+
+from lexray.data.images import ImageError, load_radiograph
 from lexray.data.manifest import rejects_path, write_manifest
 from lexray.data.sources import SourceResult
 from lexray.data.sources.chexpert_plus import ChexpertPlusConfig, load_chexpert_plus_config
 from lexray.data.sources.hospital import HospitalConfig, load_hospital
 from lexray.data.sources.mimic import MimicCxrConfig, load_mimic_cxr_config
 from lexray.data.sources.openi import OpenIConfig, load_openi_config
-from lexray.data.study import Reject
+from lexray.data.study import Reject, Study
 from lexray.data.views import filter_views
 
 log = logging.getLogger(__name__)
@@ -32,6 +36,7 @@ class PrepareConfig:
     views: Literal["all", "frontal", "lateral"] = "all"  # which images each study keeps
     keep_unknown_views: bool = True  # keep images without a view position when filtering (Open-i has none)
     require_images: bool = False  # reject studies left without images (needed for image-text training)
+    decode_images: bool = False  # decode every image once (slow) and drop corrupt or oversized ones
 
 
 # Config field -> reader: the one place that knows how each source is loaded.
@@ -71,6 +76,19 @@ def _configured(config: PrepareConfig) -> list[tuple[str, Any]]:
     return out
 
 
+def _drop_corrupt(study: Study, rejects: list[Reject]) -> Study:
+    """The study without images that :func:`load_radiograph` cannot decode (each logged as a Reject)."""
+    kept = []
+    for img in study.images:
+        try:
+            load_radiograph(img.path)
+        except ImageError as exc:
+            rejects.append(Reject(study.source, study.study_id, "corrupt_image", str(exc)))
+            continue
+        kept.append(img)
+    return study if len(kept) == len(study.images) else dataclasses.replace(study, images=tuple(kept))
+
+
 def prepare(config: PrepareConfig, out: str | Path) -> PrepareSummary:
     """Read every configured source into one manifest at ``out`` (rejects beside it).
 
@@ -88,9 +106,17 @@ def prepare(config: PrepareConfig, out: str | Path) -> PrepareSummary:
     seen: set[str] = set()
     for name, sub in sources:
         log.info("reading %s from %s", name, sub.path)
+        if config.decode_images:
+            log.info("decode_images is on: every image of %s is decoded once", name)
         result = SOURCE_READERS[name](sub)
         rejects.extend(result.rejects)
-        for study in result.studies:
+        # Decoding every image is the slow path; only then is a progress bar worth showing.
+        for study in tqdm(
+            result.studies,
+            desc=f"{name} images",
+            unit="study",
+            disable=None if config.decode_images else True,
+        ):
             if study.study_id in seen:
                 rejects.append(
                     Reject(
@@ -102,6 +128,8 @@ def prepare(config: PrepareConfig, out: str | Path) -> PrepareSummary:
                 )
                 continue
             filtered = filter_views(study, config.views, config.keep_unknown_views)
+            if config.decode_images and filtered.images:
+                filtered = _drop_corrupt(filtered, rejects)
             if config.require_images and not filtered.images:
                 why = "no images" if not study.images else f"no {config.views} images"
                 rejects.append(Reject(study.source, study.study_id, "no_images", why))
