@@ -201,6 +201,7 @@ def _rg1() -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_real_monochrome1_chest_radiograph_lungs_dark_bone_bright():
     r = load_radiograph(_rg1())
     x = r.pixels
@@ -243,6 +244,7 @@ def test_resize_pad_downsampling_matches_block_mean_on_smooth_images():
         resize_pad(np.zeros((3, 4, 4)), 8)
 
 
+@pytest.mark.slow
 def test_real_compressed_dicoms_decode_or_fail_clearly():
     data = _rg1().parent
     lossless = load_radiograph(data / "RG1_J2KR.dcm")  # JPEG 2000 lossless of the same radiograph

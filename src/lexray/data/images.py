@@ -147,9 +147,11 @@ def _minmax(arr: np.ndarray) -> np.ndarray:
 
 
 def _first(value: object) -> float:
+    from pydicom.multival import MultiValue
+
     # Window centre/width may be multi-valued (several presets); the first is the default one.
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        value = value[0]  # type: ignore[index]
+    if isinstance(value, (list, tuple, MultiValue)):
+        value = value[0]
     return float(value)  # type: ignore[arg-type]
 
 

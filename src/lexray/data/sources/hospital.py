@@ -23,6 +23,18 @@ role            meaning
                 are often impression-only)
 ==============  =========================================================================================
 
+Example recipe (``lexray data prepare --config recipe.yaml --out m.parquet``)::
+
+    hospital:
+      - path: /data/export/reports.csv
+        name: cohort-b
+        study_id: accession
+        patient_id: mrn
+        image_path: files          # "a.png;b.png"
+        image_root: /data/export/png
+        report: report_text        # free text, split into sections
+        split: null                # seeded patient-level split
+
 Rejects: rows without a study id ("bad_row"), studies whose rows disagree on patient or split
 ("inconsistent_study"), studies without findings and impression ("empty_report"), unknown split
 spellings ("bad_row"), and (``check_images``) absent images.
