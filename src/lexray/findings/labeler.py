@@ -111,7 +111,10 @@ class Labeler:
             }
             label = "NORMAL" if term.status else "FINDING"
             rules += [TargetRule(p, label, metadata=meta) for p in dict.fromkeys(term.phrases)]
-            rules += [TargetRule(term.observation, label, pattern=r, metadata=meta) for r in term.regexes]
+            if term.regexes:
+                # one alternation per term: medspaCy's regex matcher rebuilds the doc text for every pattern
+                pattern = "|".join(f"(?:{r})" for r in term.regexes)
+                rules.append(TargetRule(term.observation, label, pattern=pattern, metadata=meta))
         matcher.add(rules)
         context: ConText = nlp.add_pipe("medspacy_context", config={"rules": None, "span_attrs": None})
         context.add(
@@ -309,20 +312,20 @@ class Labeler:
                     n += 1
             return n
 
+        # clear() refuses to cross a sentence start, so the nearest findings on either side suffice
         for start, end, values in cues:
-            sent = doc[start].sent
             inside = [t for t in targets if t.start < end and start < t.end]  # overlapping counts as inside
             choice: tuple[Span, int] | None = None
             if inside:
                 choice = (inside[0], -1)
             else:
-                nxt = next((t for t in targets if t.start >= end and t.start < sent.end), None)
-                prv = next((t for t in reversed(targets) if t.end <= start and t.end > sent.start), None)
-                if nxt is not None and doc[nxt.start].sent.start == sent.start:
+                nxt = next((t for t in targets if t.start >= end), None)
+                prv = next((t for t in reversed(targets) if t.end <= start), None)
+                if nxt is not None and nxt.start - end <= 2 * gap + 4:
                     words = clear(end, nxt.start)
                     if words is not None and words <= gap:
                         choice = (nxt, words)
-                if choice is None and prv is not None:
+                if choice is None and prv is not None and start - prv.end <= 2 * gap + 6:
                     words = clear(prv.end, start, comma_ok=True)
                     if words is not None and words <= gap + 2:
                         choice = (prv, words + 1)  # a premodifier beats a postmodifier at equal distance

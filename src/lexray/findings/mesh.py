@@ -161,3 +161,86 @@ def score_table(scores: Iterable[ClassScore]) -> list[Mapping[str, object]]:
         {"class": s.name, "support": s.support, "precision": s.precision, "recall": s.recall, "f1": s.f1}
         for s in scores
     ]
+
+
+def score_reports(
+    labels: Sequence[ReportLabels],
+    mesh_terms: Sequence[str | Iterable[str]],
+    *,
+    count_uncertain: bool = False,
+    indexed_only: bool = True,
+) -> tuple[list[ClassScore], int]:
+    """Per-class agreement of labelled reports with their MeSH terms.
+
+    Args:
+        labels: the labeler's output, one per report.
+        mesh_terms: each report's MeSH major terms (list or ";"-joined string), same order.
+        count_uncertain: count "uncertain" observations as positive.
+        indexed_only: score only reports that were indexed ("No Indexing" ones have no reference)
+            and have text.
+
+    Returns:
+        The per-class scores and the number of reports scored.
+    """
+    if len(labels) != len(mesh_terms):
+        raise ValueError(f"{len(labels)} labelled reports for {len(mesh_terms)} MeSH term lists")
+    keep = [
+        i
+        for i, (lab, terms) in enumerate(zip(labels, mesh_terms, strict=True))
+        if not indexed_only or (is_indexed(terms) and any(v != "absent" for v in lab.vector()))
+    ]
+    predicted = [labeler_classes(labels[i], count_uncertain) for i in keep]
+    reference = [mesh_classes(mesh_terms[i]) for i in keep]
+    return score_classes(predicted, reference), len(keep)
+
+
+def _side(sides: set[str]) -> str | None:
+    if "bilateral" in sides or {"left", "right"} <= sides:
+        return "bilateral"
+    if sides:
+        return next(iter(sides))
+    return None
+
+
+def laterality_agreement(
+    labels: Sequence[ReportLabels],
+    mesh_terms: Sequence[str | Iterable[str]],
+    classes: Sequence[str] = (
+        "effusion",
+        "pneumothorax",
+        "atelectasis",
+        "opacity",
+        "consolidation",
+        "nodule/mass",
+    ),
+) -> dict[str, tuple[int, int]]:
+    """How often the labeler's side of a finding matches the side in the MeSH heading.
+
+    For each class, reports where both MeSH (a "left"/"right"/"bilateral" part in one of the class's
+    headings) and the labeler (the laterality of its positive mentions of the class) give a side are
+    compared; left plus right on one side counts as bilateral.
+
+    Returns:
+        class -> (agreeing reports, compared reports).
+    """
+    out: dict[str, tuple[int, int]] = {}
+    for cls in classes:
+        agree = compared = 0
+        observation = LABELER_OBSERVATION[cls]
+        for lab, terms in zip(labels, mesh_terms, strict=True):
+            mesh_sides = set()
+            for term in split_mesh(terms):
+                parts = [p.strip().lower() for p in term.split("/")]
+                if mesh_classes([term]) & {cls}:
+                    mesh_sides |= {p for p in parts[1:] if p in ("left", "right", "bilateral")}
+            ours = {
+                m.laterality
+                for m in lab.mentions
+                if m.category == observation and m.status == "positive" and m.laterality
+            }
+            a, b = _side(mesh_sides), _side(ours)
+            if a and b:
+                compared += 1
+                agree += a == b
+        out[cls] = (agree, compared)
+    return out
