@@ -209,21 +209,39 @@ def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
 
 
 def iter_table(table: pa.Table) -> Iterator[Study]:
-    """Study records from a manifest-schema table, in row order."""
-    cols = {name: table.column(name).to_pylist() for name in SCHEMA.names}
+    """Study records from a manifest-schema table, in row order.
+
+    Nested columns are read as flat value lists plus offsets (no dict per image), the mirror of
+    :func:`studies_to_table`.
+    """
+    if table.num_rows == 0:
+        return
+    cols = {
+        name: table.column(name).to_pylist()
+        for name in ("study_id", "patient_id", "source", "split", *_TEXT_COLUMNS)
+    }
+    images = table.column("images").combine_chunks()
+    img_offsets = (images.offsets.to_numpy() - images.offsets[0].as_py()).tolist()
+    flat = images.flatten()
+    img_path, img_view, img_id = (flat.field(k).to_pylist() for k in ("path", "view", "image_id"))
+    extra = table.column("extra").combine_chunks()
+    ex_offsets = (extra.offsets.to_numpy() - extra.offsets[0].as_py()).tolist()
+    ex_keys, ex_values = extra.keys.to_pylist(), extra.items.to_pylist()
     for i in range(table.num_rows):
+        a, b = img_offsets[i], img_offsets[i + 1]
+        c, d = ex_offsets[i], ex_offsets[i + 1]
         yield Study(
             study_id=cols["study_id"][i],
             patient_id=cols["patient_id"][i],
             source=cols["source"][i],
             split=cols["split"][i],
-            images=tuple(Image(**img) for img in cols["images"][i]),
+            images=tuple(Image(img_path[k], img_view[k], img_id[k]) for k in range(a, b)),
             findings=cols["findings"][i],
             impression=cols["impression"][i],
             indication=cols["indication"][i],
             comparison=cols["comparison"][i],
             report=cols["report"][i],
-            extra=dict(cols["extra"][i]),
+            extra=dict(zip(ex_keys[c:d], ex_values[c:d], strict=True)),
         )
 
 
