@@ -273,3 +273,15 @@ def test_hard_crash_during_build_leaves_previous_index_and_resumes(tmp_path, toy
     )
     assert not list((out / ".work").iterdir())  # work chunks removed after commit
     assert not list(out.glob(".staging-*"))
+
+
+def test_text_only_index_still_lists_images(tmp_path, toy_run, toy_module, corpus):
+    cfg = IndexConfig(model_class=toy_module, modalities=("text",), chunk_size=4)
+    model, out, report = _build(tmp_path, toy_run, toy_module, corpus(tmp_path, 3), cfg=cfg)
+    assert report.vectors == {"text": 3}
+    add_to_index(out, corpus(tmp_path, 2, start=3), model, image_root=tmp_path, progress=False)
+    idx = RetrievalIndex.load(out)
+    assert idx.modalities == ["text"] and len(idx.images) == 10  # images kept for display, not embedded
+    assert [r.image_id for r in idx.study_images("s4")] == ["s4_0", "s4_1"]
+    with pytest.raises(KeyError, match="no image vectors"):
+        idx.search("image", np.zeros((1, 32), np.float32), 3)

@@ -119,8 +119,11 @@ def _study_text(study: Study, text_field: str) -> str:
 
 def _collect(
     studies: Sequence[Study], config: IndexConfig, image_root: Path, existing: set[str]
-) -> tuple[list[Study], dict[str, _Items], list[Reject]]:
-    """Accepted studies, per-modality items and the rejects (duplicates, missing files, empty text)."""
+) -> tuple[list[Study], list[dict[str, Any]], dict[str, _Items], list[Reject]]:
+    """Accepted studies, their existing image files, items per embedded modality, and the rejects.
+
+    Rejects are duplicate or empty study ids, missing image files and empty report texts.
+    """
     rejects: list[Reject] = []
     accepted: list[Study] = []
     seen = set(existing)
@@ -156,15 +159,12 @@ def _collect(
                     "_key": f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}",
                 }
             )
+    plain_rows = [{k: v for k, v in r.items() if k != "_key"} for r in image_rows]
     if "image" in config.modalities:
         items["image"] = _Items(
             payloads=[Path(r["path"]) for r in image_rows],
-            rows=[{k: v for k, v in r.items() if k != "_key"} for r in image_rows],
+            rows=plain_rows,
             keys=[r["_key"] for r in image_rows],
-        )
-    else:
-        items["_images_unembedded"] = _Items(
-            payloads=[], rows=[{k: v for k, v in r.items() if k != "_key"} for r in image_rows], keys=[]
         )
     if "text" in config.modalities:
         payloads, rows, keys = [], [], []
@@ -179,7 +179,7 @@ def _collect(
             rows.append({"study_id": s.study_id})
             keys.append(s.study_id + "|" + hashlib.sha256(text.encode()).hexdigest()[:16])
         items["text"] = _Items(payloads, rows, keys)
-    return accepted, items, rejects
+    return accepted, plain_rows, items, rejects
 
 
 # ----------------------------------------------------------------------------------------- embedding
@@ -471,14 +471,14 @@ def build_index(
     base = Path(config.image_root) if config.image_root else Path(image_root or ".")
     with _locked(root):
         _clean_staging(root)
-        accepted, items, rejects = _collect(studies, config, base, existing=set())
+        accepted, image_rows, items, rejects = _collect(studies, config, base, existing=set())
         if not accepted:
             raise ValueError("no usable study to index; see the rejects (duplicate or empty study ids)")
         dim = int(model.embed_dim)
         sides: dict[str, tuple[pd.DataFrame, np.ndarray, faiss.Index]] = {}
         recall: dict[str, float | None] = {}
         jobs, reused = [], 0
-        images = _frame(items.get("image", items.get("_images_unembedded")).rows, _IMAGE_COLUMNS)
+        images = _frame(image_rows, _IMAGE_COLUMNS)  # replaced by the embedded rows when images are a side
         for modality in config.modalities:
             its = items[modality]
             job = _job_dir(root, modality, model_ref, config, its.keys)
@@ -543,17 +543,17 @@ def add_to_index(
                 "append with the index's own model"
             )
         base = Path(config.image_root) if config.image_root else Path(image_root or ".")
-        accepted, items, rejects = _collect(studies, config, base, existing=set(current.studies["study_id"]))
+        accepted, image_rows, items, rejects = _collect(
+            studies, config, base, existing=set(current.studies["study_id"])
+        )
         studies_df = pd.concat([current.studies, _studies_frame(accepted)], ignore_index=True)
         images = current.images
         sides: dict[str, tuple[pd.DataFrame, np.ndarray, faiss.Index]] = {}
         added: dict[str, int] = {}
         recall: dict[str, float | None] = {}
         jobs, reused = [], 0
-        if "image" not in current.modalities:
-            images = pd.concat(
-                [images, _frame(items["_images_unembedded"].rows, _IMAGE_COLUMNS)], ignore_index=True
-            )
+        if "image" not in current.modalities:  # images listed for display only, not embedded
+            images = pd.concat([images, _frame(image_rows, _IMAGE_COLUMNS)], ignore_index=True)
         for modality in current.modalities:
             its = items[modality]
             job = _job_dir(root, modality, current.model_ref, config, its.keys)
