@@ -27,6 +27,7 @@ _COMMANDS: list[tuple[str, str, str | None]] = [
     ("doctor", "doctor", None),
     ("data", "app", "data"),
     ("phantom", "phantom", "data"),
+    ("findings", "app", "findings"),
     ("variants", "app", "variants"),
     ("clip", "app", "clip"),
     ("embed", "app", "embed"),

@@ -1,0 +1,91 @@
+"""``lexray findings``: label reports with the chest X-ray finding labeler."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lexray.config import ConfigError, load_config, save_config
+from lexray.findings import CHEXPERT_OBSERVATIONS, STATUSES, get_labeler
+from lexray.findings.runs import LabelRunConfig, label_counts, label_file
+
+app = typer.Typer(
+    help="Finding labels (14 CheXpert observations + mentions) from report text.", no_args_is_help=True
+)
+console = Console()
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    return typer.Exit(code)
+
+
+@app.command("label")
+def label_cmd(
+    reports: Path = typer.Argument(
+        ..., help="Reports: a manifest (.parquet), JSON lines, or one report per line."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Labels file to write (JSON lines)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML recipe (LabelRunConfig fields)."),
+    overrides: list[str] = typer.Option(
+        None, "--set", help="Override a.b=c (repeatable), e.g. text=impression, labeler.n_process=2."
+    ),
+) -> None:
+    """Label every report; bad records go to <stem>.rejects.jsonl, the resolved config beside the labels."""
+    try:
+        cfg = load_config(LabelRunConfig, config, overrides or [])
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    try:
+        stats = label_file(reports, out, cfg)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from exc
+    save_config(cfg, out.parent, filename=f"{out.name.split('.')[0]}.config.yaml")
+    rate = stats.labelled / stats.seconds if stats.seconds else 0.0
+    typer.echo(f"{stats.labelled} reports labelled -> {stats.out} ({rate:.0f} reports/s)")
+    if stats.rejected:
+        typer.echo(f"{stats.rejected} records skipped -> {stats.rejects}")
+
+
+@app.command("show")
+def show_cmd(text: str = typer.Argument(..., help="One report (quote it).")) -> None:
+    """Print the observations and mentions the labeler reads from one report."""
+    labels = get_labeler()(text)
+    obs = Table("observation", "status")
+    for name in CHEXPERT_OBSERVATIONS:
+        if labels.observations[name] != "absent":
+            obs.add_row(name, labels.observations[name])
+    console.print(obs)
+    mentions = Table(
+        "finding", "class", "status", "text", "side", "zone", "severity", "chronicity", "section"
+    )
+    for m in labels.mentions:
+        mentions.add_row(
+            m.observation,
+            m.category or "-",
+            m.status,
+            m.text,
+            m.laterality or "",
+            m.location or "",
+            m.severity or "",
+            m.chronicity or "",
+            m.section or "",
+        )
+    console.print(mentions)
+
+
+@app.command("stats")
+def stats_cmd(
+    labels: Path = typer.Argument(..., help="A labels file written by `lexray findings label`."),
+) -> None:
+    """Count reports per observation and status."""
+    if not labels.is_file():
+        raise _fail(f"{labels} does not exist")
+    counts = label_counts(labels)
+    table = Table("observation", *STATUSES)
+    for name in CHEXPERT_OBSERVATIONS:
+        table.add_row(name, *(str(counts[name][s]) for s in STATUSES))
+    console.print(table)
