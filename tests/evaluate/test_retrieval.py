@@ -177,3 +177,17 @@ def test_hit_curve_matches_hit_at_k():
     assert len(m["hit_curve"]) == 3
     assert m["hit_curve"][0] == m["hit@1"] and m["hit_curve"][2] == m["hit@3"]
     assert m["hit_curve"] == sorted(m["hit_curve"])
+
+
+def test_large_positive_groups_are_split_into_small_blocks():
+    # One huge duplicate group: the positive-score budget (block_bytes / 20) forces one query per block.
+    rng = np.random.default_rng(3)
+    q = int_embeddings(rng, 30, 2)
+    k = int_embeddings(rng, 120, 2)
+    kg = np.r_[np.zeros(100, int), np.arange(1, 21)]
+    qg = np.r_[np.zeros(20, int), np.arange(1, 11)]
+    for block in (20 * 100, 20 * 150, 4 * 120 * 30):
+        res = retrieval_ranks(q, k, qg, kg, block_bytes=block, recall_ks=(1, 5))
+        want, hits = naive_ranks(q, k, qg, kg, ks=(1, 5))
+        np.testing.assert_array_equal(res.ranks, want)
+        np.testing.assert_array_equal(res.recall_hits[5], hits[5])

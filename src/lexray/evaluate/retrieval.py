@@ -163,9 +163,19 @@ def retrieval_ranks(
     rows_per_block = min(rows_per_block, len(q))
     score_buf = torch.empty((rows_per_block, n_u), dtype=torch.float32)
     ahead_buf = torch.empty((rows_per_block, n_u), dtype=torch.bool)
-    starts = range(0, len(q), rows_per_block)
-    for s in tqdm(starts, desc=desc, disable=not progress, unit="block"):
-        e = min(s + rows_per_block, len(q))
+    # Blocks also bound the gathered positive scores (~20 bytes each): a duplicate-aware query whose
+    # report is one of 30,000 identical "normal" reports has 30,000 positives.
+    pos_per_query = (g_ptr[qg + 1] - g_ptr[qg]).astype(np.int64)
+    cum_pos = np.concatenate([[0], np.cumsum(pos_per_query)])
+    pos_budget = max(1, block_bytes // 20)
+    bounds = [0]
+    while bounds[-1] < len(q):
+        s = bounds[-1]
+        e = min(s + rows_per_block, int(np.searchsorted(cum_pos, cum_pos[s] + pos_budget, side="right")) - 1)
+        bounds.append(max(e, s + 1))
+    for s, e in tqdm(
+        list(zip(bounds[:-1], bounds[1:], strict=True)), desc=desc, disable=not progress, unit="block"
+    ):
         b = e - s
         scores = torch.mm(q[s:e], uniq.T, out=score_buf[:b])  # (B, U); BLAS reads the transpose in place
         grp = qg[s:e]
