@@ -23,6 +23,7 @@ class TextTowerConfig:
     )
     instruction: str = ""  # prefix for base models (a saved lexray encoder keeps its own)
     pooling: Literal["mean", "last", "latent"] = "mean"  # token pooling for base models
+    bidirectional: bool = True  # base decoder LLMs: remove the causal mask (LLM2Vec); false keeps it causal
     max_length: int = 256  # tokens per report including the instruction
     lora: LoraSettings = field(
         default_factory=lambda: LoraSettings(enabled=True, r=16, alpha=32, dropout=0.1)

@@ -56,7 +56,11 @@ def build_text_tower(config: DualEncoderConfig) -> TextEncoder:
         encoder = TextEncoder.from_pretrained(t.encoder, max_length=t.max_length)
     else:
         encoder = TextEncoder.from_pretrained(
-            t.encoder, instruction=t.instruction, pooling=t.pooling, max_length=t.max_length
+            t.encoder,
+            instruction=t.instruction,
+            pooling=t.pooling,
+            max_length=t.max_length,
+            bidirectional=t.bidirectional,
         )
     _set_text_mode(encoder, config)
     return encoder
