@@ -1,8 +1,10 @@
 """Search latency: exact vs HNSW on clustered synthetic vectors, and the API's image-query latency.
 
 Part 1 (vectors). ``--n`` x ``--dim`` L2-normalised float32 vectors drawn from a mixture of
-``--clusters`` Gaussian clusters on the sphere (real embeddings are clustered; uniform noise would make
-every neighbour list arbitrary and HNSW look worse than it is on real data). Queries are *new* draws from
+``--clusters`` clusters, each spread over its own ``--rank``-dimensional subspace plus a little
+isotropic noise (see :class:`Mixture`): learned embeddings are clustered and of low intrinsic
+dimension; uniform noise would make every neighbour list arbitrary. ``--rank 0`` gives isotropic
+clusters, a much harder case, kept for comparison. Queries are *new* draws from
 the same mixture, not stored vectors. Ground truth is exact inner-product search (FAISS IndexFlatIP,
 batched). Latency is one query at a time (batch size 1, the service's case), p50 / p99 over
 ``--queries`` queries; recall@10 = |HNSW top-10 ∩ exact top-10| / 10. The HNSW structure is built by
@@ -36,29 +38,47 @@ from lexray.index._faiss import build, recall_at_k
 from lexray.index.config import FaissConfig
 
 
-def clustered(n: int, dim: int, clusters: int, spread: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, dim) unit vectors from a Gaussian mixture on the sphere and their cluster centres."""
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((clusters, dim), dtype=np.float32)
-    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    out = np.empty((n, dim), dtype=np.float32)
-    step = 100_000
-    for s in range(0, n, step):
-        m = min(step, n - s)
-        x = rng.standard_normal((m, dim), dtype=np.float32)
-        x *= spread / np.sqrt(dim)
-        x += centres[rng.integers(0, clusters, m)]
-        x /= np.linalg.norm(x, axis=1, keepdims=True)
-        out[s : s + m] = x
-    return out, centres
+class Mixture:
+    """Clustered unit vectors: ``clusters`` centres, each with its own ``rank``-dimensional subspace.
+
+    A point is centre + ``spread`` x (a Gaussian in the cluster's subspace) + ``noise`` x (isotropic
+    Gaussian in all dimensions), normalised. Learned embeddings occupy a low-dimensional manifold; with
+    ``rank=0`` the within-cluster noise is isotropic in all ``dim`` dimensions (the hardest case for any
+    graph index, as neighbours inside a cluster are then nearly equidistant).
+    """
+
+    def __init__(self, dim: int, clusters: int, rank: int, spread: float, noise: float, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        self.dim, self.rank, self.spread, self.noise = dim, rank, spread, noise
+        self.centres = rng.standard_normal((clusters, dim), dtype=np.float32)
+        self.centres /= np.linalg.norm(self.centres, axis=1, keepdims=True)
+        # (C, D, r) orthonormal bases of the clusters' subspaces
+        self.bases = (
+            np.linalg.qr(rng.standard_normal((clusters, dim, rank), dtype=np.float32))[0] if rank else None
+        )
+
+    def sample(self, m: int, rng: np.random.Generator) -> np.ndarray:
+        """(m, dim) unit vectors."""
+        cid = rng.integers(0, len(self.centres), m)
+        x = self.centres[cid].copy()  # (m, D)
+        if self.rank:
+            z = rng.standard_normal((m, self.rank), dtype=np.float32) * (self.spread / np.sqrt(self.rank))
+            for c in np.unique(cid):
+                rows = np.flatnonzero(cid == c)
+                x[rows] += z[rows] @ self.bases[c].T  # (n_c, r) @ (r, D)
+            x += rng.standard_normal((m, self.dim), dtype=np.float32) * (self.noise / np.sqrt(self.dim))
+        else:
+            x += rng.standard_normal((m, self.dim), dtype=np.float32) * (self.spread / np.sqrt(self.dim))
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
-def queries_like(centres: np.ndarray, q: int, spread: float, seed: int) -> np.ndarray:
-    """Fresh draws from the same mixture (not stored vectors)."""
+def clustered(mixture: Mixture, n: int, seed: int) -> np.ndarray:
+    """(n, dim) float32 draws, made in chunks to bound the temporary memory."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((q, centres.shape[1]), dtype=np.float32) * (spread / np.sqrt(centres.shape[1]))
-    x += centres[rng.integers(0, len(centres), q)]
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
+    out = np.empty((n, mixture.dim), dtype=np.float32)
+    for s in range(0, n, 100_000):
+        out[s : s + 100_000] = mixture.sample(min(100_000, n - s), rng)
+    return out
 
 
 def one_at_a_time(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,10 +95,13 @@ def one_at_a_time(index: faiss.Index, queries: np.ndarray, k: int) -> tuple[np.n
 def vectors_part(args: argparse.Namespace) -> None:
     faiss.omp_set_num_threads(args.threads)
     t0 = time.perf_counter()
-    base, centres = clustered(args.n, args.dim, args.clusters, args.spread, seed=0)
-    queries = queries_like(centres, args.queries, args.spread, seed=1)
-    print(f"data: {args.n:,} x {args.dim} clustered unit vectors ({args.clusters} clusters, spread {args.spread}), "
-          f"{args.queries} fresh queries; made in {time.perf_counter() - t0:.1f} s; FAISS threads {args.threads}")  # fmt: skip
+    mixture = Mixture(args.dim, args.clusters, args.rank, args.spread, args.noise, seed=0)
+    base = clustered(mixture, args.n, seed=1)
+    queries = clustered(mixture, args.queries, seed=2)  # fresh draws, not stored vectors
+    shape = f"rank-{args.rank} subspaces + isotropic noise {args.noise}" if args.rank else "isotropic"
+    print(f"data: {args.n:,} x {args.dim} clustered unit vectors ({args.clusters} clusters, {shape}, "
+          f"spread {args.spread}), {args.queries} fresh queries; made in {time.perf_counter() - t0:.1f} s; "
+          f"FAISS threads {args.threads}")  # fmt: skip
 
     exact = build(base, FaissConfig(kind="flat"))
     t0 = time.perf_counter()
@@ -214,15 +237,19 @@ def main() -> None:
     p.add_argument("--dim", type=int, default=256, help="vector width")
     p.add_argument("--clusters", type=int, default=1000, help="mixture components")
     p.add_argument(
-        "--spread", type=float, default=1.0, help="within-cluster noise norm (relative to the unit centre)"
+        "--spread", type=float, default=1.0, help="within-cluster spread (relative to the unit centre)"
     )
+    p.add_argument(
+        "--rank", type=int, default=16, help="dimension of each cluster's subspace (0 = isotropic)"
+    )
+    p.add_argument("--noise", type=float, default=0.3, help="isotropic noise added to every point (rank > 0)")
     p.add_argument("--queries", type=int, default=1000, help="queries for HNSW latency and recall")
     p.add_argument(
         "--exact-queries", type=int, default=200, help="queries for exact latency (each scans all n)"
     )
     p.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node")
     p.add_argument("--ef-construction", type=int, default=40, help="HNSW build candidate list")
-    p.add_argument("--ef-search", type=int, nargs="+", default=[16, 32, 64, 128], help="efSearch values")
+    p.add_argument("--ef-search", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="efSearch values")
     p.add_argument("--threads", type=int, default=2, help="FAISS / torch threads")
     p.add_argument("--api", action="store_true", help="also measure the HTTP image-query latency")
     p.add_argument("--skip-vectors", action="store_true", help="only the API part")
