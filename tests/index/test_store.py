@@ -251,7 +251,8 @@ def test_hard_crash_during_build_leaves_previous_index_and_resumes(tmp_path, toy
     assert idx.version == before and sorted(idx.studies["study_id"]) == ["s0", "s1", "s2", "s3"]
     chunks = list((out / ".work").rglob("chunk-*.npz"))
     assert len(chunks) == 2  # two finished chunks of three items survived the crash
-    # Resuming embeds only the missing chunks (10 items in chunks of 3: 4 chunks, 2 reused).
+    sorted(chunks)[1].write_bytes(b"PK garbage")  # and one of them is damaged
+    # Resuming embeds only the missing or damaged chunks (10 items in chunks of 3: 4 chunks, 1 reused).
     counting = ToyEmbedder(32)
     studies = [
         replace(s, findings=f"new report {i} lungs")
@@ -265,7 +266,7 @@ def test_hard_crash_during_build_leaves_previous_index_and_resumes(tmp_path, toy
     report = build_index(
         studies, counting, make_ref(toy_run, toy_module), out, cfg, image_root=tmp_path, progress=False
     )
-    assert report.resumed_chunks == 2 and counting.calls["text"] == 2
+    assert report.resumed_chunks == 1 and counting.calls["text"] == 3
     idx = RetrievalIndex.load(out)
     assert len(idx.studies) == 10 and idx.version != before
     np.testing.assert_allclose(

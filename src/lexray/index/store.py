@@ -31,6 +31,7 @@ import logging
 import os
 import secrets
 import shutil
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -269,8 +270,11 @@ def _embed_items(
         chunk_file = job / f"chunk-{c:06d}.npz"
         payloads = items.payloads[start : start + cs]
         if chunk_file.is_file():
-            with np.load(chunk_file, allow_pickle=False) as z:
-                vecs, ok, why = z["vectors"], z["ok"], [str(r) for r in z["reasons"]]
+            try:
+                with np.load(chunk_file, allow_pickle=False) as z:
+                    vecs, ok, why = z["vectors"], z["ok"], [str(r) for r in z["reasons"]]
+            except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+                vecs, ok, why = np.zeros((0, 0), np.float32), np.zeros(0, bool), []
             if len(ok) == len(payloads) and vecs.shape[1:] == (dim,):
                 reused += 1
                 parts.append(vecs)
@@ -313,7 +317,8 @@ def _locked(root: Path) -> Iterator[None]:
 
 
 def _new_version() -> str:
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    # Microseconds keep names in creation order, which pruning relies on.
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
     return f"v-{stamp}-{secrets.token_hex(3)}"
 
 
@@ -469,6 +474,8 @@ def build_index(
     """
     root = Path(out)
     base = Path(config.image_root) if config.image_root else Path(image_root or ".")
+    if not config.modalities or len(set(config.modalities)) != len(config.modalities):
+        raise ValueError(f"modalities must name image and/or text once each, got {list(config.modalities)}")
     with _locked(root):
         _clean_staging(root)
         accepted, image_rows, items, rejects = _collect(studies, config, base, existing=set())
