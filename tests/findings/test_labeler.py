@@ -269,3 +269,15 @@ def test_pipe_with_worker_processes_matches_in_process() -> None:
     labeler = get_labeler()
     texts = [f"Report {i}. Small left effusion. No pneumothorax." if i % 2 else "RLL atx." for i in range(40)]
     assert list(labeler.pipe(texts, batch_size=4, n_process=2)) == list(labeler.pipe(texts))
+
+
+def test_a_premodifier_does_not_cross_a_verb(labeler: Labeler) -> None:
+    labels = labeler("Patchy opacity at the left base may represent atelectasis.")
+    opa, atx = only(labels, "Lung Opacity"), only(labels, "Atelectasis")
+    assert (opa.laterality, opa.location) == ("left", "base")
+    assert (atx.status, atx.laterality) == ("uncertain", None)
+
+
+def test_no_opacity_to_suggest_pneumonia_is_negative(labeler: Labeler) -> None:
+    o = obs(labeler, "There is no focal air space opacity to suggest a pneumonia.")
+    assert (o["Lung Opacity"], o["Pneumonia"]) == ("negative", "negative")

@@ -607,7 +607,19 @@ TERMS: tuple[Term, ...] = (
     Term(
         "scoliosis",
         None,
-        phrases=("scoliosis", "scoliotic", "dextroscoliosis", "levoscoliosis", "dextrocurvature"),
+        phrases=(
+            *_pl(
+                "scoliosis",
+                "dextroscoliosis",
+                "levoscoliosis",
+                "dextrocurvature",
+                "levocurvature",
+                "curvature",
+            ),
+            "scoliotic",
+            "dextro curvature",
+            "levo curvature",
+        ),
     ),
     Term("kyphosis", None, phrases=("kyphosis", "kyphotic", "exaggerated kyphosis")),
     Term(
@@ -671,6 +683,11 @@ TERMS: tuple[Term, ...] = (
             "low inspiratory volumes",
             "underinflation",
             "underinflated",
+            "hypoventilated",
+            "lower lung volumes",
+        ),
+        regexes=(
+            r"\blung volumes (?:are |is |appear |remain )+(?:\w+ )?(?:low|decreased|diminished|reduced)\b",
         ),
     ),
     Term(
@@ -811,7 +828,26 @@ TERMS: tuple[Term, ...] = (
     Term(
         "foreign body",
         None,
-        phrases=(*_pl("foreign body"), "foreign bodies", "bullet", "shrapnel", "bullet fragments"),
+        phrases=(
+            *_pl(
+                "foreign body",
+                "piercing",
+                "nipple ring",
+                "body piercing",
+                "breast implant",
+                "bullet fragment",
+            ),
+            "foreign bodies",
+            "bullet",
+            "shrapnel",
+            "jewelry",
+        ),
+    ),
+    Term("volume loss", None, phrases=("volume loss", "loss of volume")),
+    Term(
+        "bronchovascular crowding",
+        None,
+        phrases=("bronchovascular crowding", "crowding of the bronchovascular markings"),
     ),
     Term("cardiac aneurysm", None, phrases=("ventricular aneurysm",)),
     Term(
@@ -1037,6 +1073,7 @@ CONTEXT_RULES: tuple[ContextRule, ...] = (
         ContextRule(cue, HYPO, _F, max_scope=10)
         for cue in (
             "evaluate for",
+            "evaluation for",
             "assess for",
             "to exclude",
             "to evaluate",
@@ -1061,6 +1098,7 @@ CONTEXT_RULES: tuple[ContextRule, ...] = (
     *(
         ContextRule(cue, "PSEUDO", "PSEUDO")
         for cue in (
+            "to suggest",  # "no opacity to suggest pneumonia": the negation governs
             "no change",
             "no significant change",
             "no interval change",
@@ -1353,6 +1391,20 @@ CHRONICITY: dict[str, str] = {
     "resolution": "resolved",
     "cleared": "resolved",
     "removed": "resolved",
+    # chronicity nouns reach their finding through "of"/"in" ("resolution of the left effusion")
+    "resolution of": "resolved",
+    "interval resolution of": "resolved",
+    "clearing of": "resolved",
+    "removal of": "resolved",
+    "development of": "new",
+    "interval development of": "new",
+    "progression of": "worsened",
+    "worsening of": "worsened",
+    "increase in": "worsened",
+    "increased size of": "worsened",
+    "improvement in": "improved",
+    "improvement of": "improved",
+    "decrease in": "improved",
     "s/p": "post-procedural",
     "status post": "post-procedural",
     "postoperative": "post-procedural",
@@ -1387,6 +1439,54 @@ ATTRIBUTE_BARRIERS: frozenset[str] = frozenset(
         "than",
         "(",
         ")",
+    }
+)
+
+# Words a premodifier does not cross to reach the finding after it (verbs, prepositions, determiners
+# that open a new phrase): "left base may represent atelectasis" does not make the atelectasis left.
+PREMODIFIER_BARRIERS: frozenset[str] = frozenset(
+    {
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "been",
+        "being",
+        "may",
+        "might",
+        "could",
+        "can",
+        "would",
+        "represent",
+        "represents",
+        "representing",
+        "suggest",
+        "suggests",
+        "suggesting",
+        "reflect",
+        "reflects",
+        "of",
+        "in",
+        "at",
+        "on",
+        "to",
+        "from",
+        "for",
+        "by",
+        "seen",
+        "noted",
+        "there",
+        "that",
+        "has",
+        "have",
+        "had",
+        "likely",
+        "probably",
+        "possibly",
+        "consistent",
+        "compatible",
+        "xxxx",
     }
 )
 

@@ -297,16 +297,20 @@ class Labeler:
         # for each attribute of each target: (distance, value, start, end); smaller distance wins
         best: dict[int, dict[str, tuple[int, str, int, int]]] = {}
 
-        def clear(a: int, b: int, comma_ok: bool = False) -> int | None:
+        def clear(a: int, b: int, comma_ok: bool = False, premodifier: bool = False) -> int | None:
             """Words between token a and b (exclusive) that are not attribute words, or None if a barrier.
 
-            With ``comma_ok`` a comma right after the finding is allowed ("effusion, stable").
+            With ``comma_ok`` a comma right after the finding is allowed ("effusion, stable"). A
+            premodifier reaches its finding only across adjectives and nouns ("left basilar airspace
+            opacity"), not across verbs or prepositions ("left base may represent atelectasis").
             """
             n = 0
             for tok in doc[a:b]:
                 if comma_ok and tok.i == a and tok.text == "," and b == a + 1:
                     continue
                 if tok.lower_ in lex.ATTRIBUTE_BARRIERS or tok.is_sent_start:
+                    return None
+                if premodifier and tok.lower_ in lex.PREMODIFIER_BARRIERS:
                     return None
                 if tok.i not in cue_tokens:
                     n += 1
@@ -322,7 +326,7 @@ class Labeler:
                 nxt = next((t for t in targets if t.start >= end), None)
                 prv = next((t for t in reversed(targets) if t.end <= start), None)
                 if nxt is not None and nxt.start - end <= 2 * gap + 4:
-                    words = clear(end, nxt.start)
+                    words = clear(end, nxt.start, premodifier=True)
                     if words is not None and words <= gap:
                         choice = (nxt, words)
                 if choice is None and prv is not None and start - prv.end <= 2 * gap + 6:
