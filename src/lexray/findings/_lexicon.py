@@ -1298,8 +1298,6 @@ SITE: dict[str, tuple[str, str]] = {
     "both apices": ("bilateral", "apex"),
     "lingula": ("left", "lingula"),
     "lingular": ("left", "lingula"),
-    "right middle lobe": ("right", "middle lobe"),
-    "middle lobe": ("right", "middle lobe"),
 }
 
 SEVERITY: dict[str, str] = {
