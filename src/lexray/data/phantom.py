@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -571,6 +573,7 @@ class PhantomConfig:
     size: int = 256  # image side in pixels
     image_dir: str = "images"  # folder for the PNGs, relative to the output manifest's folder
     splits: tuple[str, ...] = ()  # only these splits (empty = all)
+    workers: int = 0  # rendering processes (0 = one per CPU core; 1 = in this process)
 
 
 @dataclass
@@ -628,22 +631,37 @@ def render_studies(
         else:
             todo.append(s)
     labels = phantom_labels(todo, labeler)
-    for study, lab in tqdm(
-        list(zip(todo, labels, strict=True)), desc="phantoms", disable=not progress, unit="img"
-    ):
+    jobs = []
+    for study, lab in zip(todo, labels, strict=True):
         findings = findings_from_labels(lab)
-        pixels = render_phantom(findings, study.study_id, config.size)
         name = _safe_name(study.study_id)
         rel = f"{config.image_dir}/{name}.png"
-        save_phantom_png(out / rel, pixels, study.study_id, findings)
+        jobs.append((findings, study.study_id, config.size, str(out / rel)))
         extra = {**study.extra, "synthetic": "true", "phantom_findings": findings.key()}
         result.studies.append(
             replace(study, images=(Image(path=rel, view="PA", image_id=name),), extra=extra)
         )
         result.findings[study.study_id] = findings
+    workers = config.workers or os.cpu_count() or 1
+    bar = tqdm(total=len(jobs), desc="phantoms", disable=not progress, unit="img")
+    if workers == 1 or len(jobs) < 64:
+        for job in jobs:
+            _render_job(job)
+            bar.update(1)
+    else:
+        # Rendering is pure numpy per image: processes scale it across cores.
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            for _ in pool.map(_render_job, jobs, chunksize=32):
+                bar.update(1)
+    bar.close()
     if result.skipped:
         log.warning("phantoms: skipped %d studies without report text", len(result.skipped))
     return result
+
+
+def _render_job(job: tuple[PhantomFindings, str, int, str]) -> None:
+    findings, study_id, size, path = job
+    save_phantom_png(path, render_phantom(findings, study_id, size), study_id, findings)
 
 
 def _safe_name(study_id: str) -> str:
