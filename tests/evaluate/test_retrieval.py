@@ -191,3 +191,36 @@ def test_large_positive_groups_are_split_into_small_blocks():
         want, hits = naive_ranks(q, k, qg, kg, ks=(1, 5))
         np.testing.assert_array_equal(res.ranks, want)
         np.testing.assert_array_equal(res.recall_hits[5], hits[5])
+
+
+def test_dedupe_rows_merges_exactly_identical_rows():
+    import torch
+
+    from lexray.evaluate.retrieval import _dedupe_rows
+
+    rng = np.random.default_rng(4)
+    k = rng.normal(size=(50, 7)).astype(np.float32)
+    k[[3, 9, 20]] = k[1]
+    k[30] = k[31]
+    k[40] = 0.0
+    k[41] = -0.0  # scores like 0.0, so it is the same vector
+    k[42] = k[1]
+    k[42, 0] = np.nextafter(k[1, 0], np.float32(np.inf))  # differs in the last bit: a distinct vector
+    uniq, key_to_u, mult = _dedupe_rows(torch.from_numpy(k))
+    np.testing.assert_array_equal(uniq.numpy()[key_to_u], k + np.float32(0))
+    assert len(uniq) == 50 - 3 - 1 - 1
+    assert mult[key_to_u[1]] == 4 and mult[key_to_u[30]] == 2 and mult[key_to_u[40]] == 2
+    assert key_to_u[42] != key_to_u[1]
+
+
+def test_huge_finite_values_are_not_mistaken_for_inf():
+    q = np.full((2, 4), 3e38, dtype=np.float32)  # row sums overflow float32, values are finite
+    g = [0, 1]
+    assert retrieval_ranks(q / 3e38, q / 3e38, g, g).ranks.tolist() == [2, 2]
+    from lexray.evaluate.retrieval import _as_matrix
+
+    assert _as_matrix(q, "q").shape == (2, 4)
+    bad = q.copy()
+    bad[1, 2] = np.inf
+    with pytest.raises(ValueError, match="row 1"):
+        _as_matrix(bad, "q")

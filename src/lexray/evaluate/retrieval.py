@@ -52,22 +52,44 @@ def _as_matrix(x: np.ndarray | torch.Tensor, name: str) -> torch.Tensor:
     t = t.detach().to(torch.float32).cpu().contiguous()
     if t.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (N, D) matrix, got shape {tuple(t.shape)}")
-    if not torch.isfinite(t).all():
-        bad = int((~torch.isfinite(t)).any(dim=1).nonzero()[0, 0])
-        raise ValueError(f"{name} row {bad} has NaN or inf values: re-embed it or drop it before evaluating")
+    # A row sum is non-finite when the row holds NaN or inf (or overflows); only those rows are checked
+    # element by element. One read pass instead of a full boolean matrix.
+    suspect = (~torch.isfinite(t.sum(dim=1))).nonzero().ravel()
+    if len(suspect):
+        bad_rows = suspect[~torch.isfinite(t[suspect]).all(dim=1)]
+        if len(bad_rows):
+            raise ValueError(
+                f"{name} row {int(bad_rows[0])} has NaN or inf values: re-embed it or drop it before evaluating"
+            )
     return t
 
 
-def _dedupe_rows(keys: torch.Tensor) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """Merge bit-identical key rows: (unique keys (U, D), key -> unique index (Nk,), multiplicity (U,))."""
+def _dedupe_rows(keys: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Merge bit-identical key rows: (unique keys (U, D), key -> unique index (Nk,), multiplicity (U,)).
+
+    Rows are hashed by their bytes with integer arithmetic (exact and independent of summation order),
+    and only rows whose hashes collide are compared byte for byte. ``+ 0.0`` maps -0.0 to 0.0 first,
+    since both score identically.
+    """
     arr = keys.numpy()
-    # -0.0 and 0.0 score identically; make their bytes identical too.
-    arr = np.where(arr == 0, np.float32(0), arr)
-    rows = np.ascontiguousarray(arr).view(np.dtype((np.void, arr.dtype.itemsize * arr.shape[1]))).ravel()
-    _, first, inverse, counts = np.unique(rows, return_index=True, return_inverse=True, return_counts=True)
-    if len(first) == len(rows):
-        return keys, np.arange(len(rows)), np.ones(len(rows), dtype=np.int64)
-    return keys[torch.as_tensor(first)].contiguous(), inverse.ravel(), counts
+    n, d = arr.shape
+    mult = np.random.default_rng(0).integers(1, 2**63, size=d, dtype=np.uint64) | np.uint64(1)
+    h = np.empty(n, dtype=np.uint64)
+    for s in range(0, n, chunk):
+        words = (arr[s : s + chunk] + np.float32(0)).view(np.uint32).astype(np.uint64)  # (c, D)
+        h[s : s + chunk] = (words * mult).sum(axis=1)  # wraps modulo 2**64
+    _, inverse, counts = np.unique(h, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    if (counts == 1).all():
+        return keys, np.arange(n), np.ones(n, dtype=np.int64)
+    suspects = np.flatnonzero(counts[inverse] > 1)
+    sub = np.ascontiguousarray(arr[suspects] + np.float32(0))
+    rows = sub.view(np.dtype((np.void, sub.dtype.itemsize * d))).ravel()
+    _, first, inv_s = np.unique(rows, return_index=True, return_inverse=True)
+    rep = np.arange(n)
+    rep[suspects] = suspects[first[inv_s.ravel()]]  # each row -> the first row with the same bytes
+    uniq_rows, key_to_u, mult_u = np.unique(rep, return_inverse=True, return_counts=True)
+    return keys[torch.as_tensor(uniq_rows)].contiguous(), key_to_u.ravel(), mult_u
 
 
 def _encode_groups(query_groups: Sequence | np.ndarray, key_groups: Sequence | np.ndarray):
