@@ -281,3 +281,10 @@ def test_a_premodifier_does_not_cross_a_verb(labeler: Labeler) -> None:
 def test_no_opacity_to_suggest_pneumonia_is_negative(labeler: Labeler) -> None:
     o = obs(labeler, "There is no focal air space opacity to suggest a pneumonia.")
     assert (o["Lung Opacity"], o["Pneumonia"]) == ("negative", "negative")
+
+
+def test_seen_with_a_comma_ends_a_negation_but_not_inside_a_list(labeler: Labeler) -> None:
+    o = obs(labeler, "No definite pleural effusion seen, small nodule in the left lung.")
+    assert (o["Pleural Effusion"], o["Lung Lesion"]) == ("negative", "positive")
+    o = obs(labeler, "No evidence of infiltrate, pneumothorax, or identified mass lesion.")
+    assert (o["Lung Opacity"], o["Pneumothorax"], o["Lung Lesion"]) == ("negative",) * 3

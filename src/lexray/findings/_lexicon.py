@@ -366,6 +366,21 @@ TERMS: tuple[Term, ...] = (
             ),
         ),
     ),
+    Term(
+        "bone lesion",
+        None,
+        phrases=(
+            *_pl(
+                "sclerotic lesion",
+                "lytic lesion",
+                "bony lesion",
+                "bone lesion",
+                "osseous lesion",
+                "expansile lesion",
+            ),
+            *_pl("lucent lesion", "blastic lesion", "osteolytic lesion", "osteoblastic lesion"),
+        ),
+    ),
     Term("pericardial effusion", None, phrases=(*_pl("pericardial effusion"),)),
     Term(
         "Pleural Other",
@@ -898,6 +913,7 @@ class ContextRule:
     category: str  # NEGATED_EXISTENCE | POSSIBLE_EXISTENCE | HYPOTHETICAL | PSEUDO | TERMINATE
     direction: str  # FORWARD | BACKWARD | BIDIRECTIONAL | TERMINATE | PSEUDO
     max_scope: int | None = None  # tokens the scope may reach (None: to the sentence edge)
+    pattern: list[dict[str, object]] | None = None  # spaCy token pattern instead of the literal
 
 
 NEG, POSS, HYPO = "NEGATED_EXISTENCE", "POSSIBLE_EXISTENCE", "HYPOTHETICAL"
@@ -1068,6 +1084,18 @@ CONTEXT_RULES: tuple[ContextRule, ...] = (
         )
     ),
     ContextRule("than", POSS, _F, max_scope=3),  # "spurring more likely than metastasis"
+    # "no effusion seen, small nodule": a negation ends at "seen," / "identified," but not at
+    # "no ... or identified mass", so only with the comma
+    ContextRule(
+        "seen/identified + comma",
+        "TERMINATE",
+        "TERMINATE",
+        pattern=[
+            {"LOWER": {"IN": ["seen", "identified", "noted", "demonstrated", "present"]}},
+            {"TEXT": ","},
+        ],
+    ),
+    ContextRule("exclude", HYPO, _F, max_scope=4),  # "follow-up to ... exclude an underlying mass"
     # hypothetical: follow-up advice names a finding without asserting it
     *(
         ContextRule(cue, HYPO, _F, max_scope=10)
@@ -1161,8 +1189,6 @@ CONTEXT_RULES: tuple[ContextRule, ...] = (
             "noted",
             "also",
             "is seen",
-            "seen",
-            "identified",
             "are seen",
             "is present",
             "are present",

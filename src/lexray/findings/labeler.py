@@ -122,6 +122,7 @@ class Labeler:
                 ConTextRule(
                     r.literal,
                     r.category,
+                    pattern=r.pattern,
                     direction=r.direction,
                     max_scope=r.max_scope,
                     # A negation stops at an uncertainty cue and vice versa ("possible effusion, no pneumothorax").
