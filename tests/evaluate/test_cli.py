@@ -214,3 +214,39 @@ def test_build_5x200_command(tmp_path):
     assert res.exit_code == 0, res.output
     out = pd.read_csv(tmp_path / "5x10.csv")
     assert len(out) == 50 and out["label"].value_counts().min() == 10
+
+
+def test_text_benchmark_is_reachable_from_evaluate(tiny_run, tmp_path):
+    pytest.importorskip("lexray.text.bench")
+    rows = []
+    for i, r in enumerate(REPORTS):
+        rows.append(
+            {
+                "id": f"s{i}",
+                "findings": r,
+                "impression": "no acute cardiopulmonary process",
+                "shorthand": r.replace("pleural effusion", "eff"),
+                "impression_only": r,
+                "restyled": f"the {r}",
+                "errors": [{"type": t, "text": f"{t} {r}"} for t in ("left", "right", "large")],
+            }
+        )
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    res = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "text",
+            "--model",
+            str(tiny_run),
+            "--bench",
+            str(bench),
+            "--out",
+            str(tmp_path / "t.json"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "t.json").read_text())
+    assert {"shorthand_R@1", "errdisc_orig_acc"} <= set(m)
+    assert all(0.0 <= v <= 100.0 for v in m.values())

@@ -119,3 +119,32 @@ def test_compare_two_runs(tmp_path, bow):
 def test_unknown_split_is_named(tmp_path, bow):
     with pytest.raises(ValueError, match="splits"):
         run_evaluation(bow, _studies(tmp_path), tmp_path / "x", EvaluateConfig(split="val"), progress=False)
+
+
+def test_zero_shot_from_a_5x200_file(tmp_path, bow):
+    import pandas as pd
+
+    from lexray.evaluate.runner import ZeroShotConfig
+
+    captions = {
+        "Edema": "pulmonary edema",
+        "Cardiomegaly": "cardiomegaly heart enlarged",
+        "Pleural Effusion": "pleural effusion",
+    }
+    rows = []
+    for label, cap in captions.items():
+        for j in range(3):
+            p = tmp_path / "zs" / f"{label[:4]}{j}.txt"
+            p.parent.mkdir(exist_ok=True)
+            p.write_text(cap)
+            rows.append({"Path": f"zs/{p.name}", "label": label})
+    pd.DataFrame(rows).to_csv(tmp_path / "5x3.csv", index=False)
+    cfg = EvaluateConfig(
+        run_generation=False,
+        robustness=RobustnessConfig(styles=()),
+        zeroshot=ZeroShotConfig(labels=str(tmp_path / "5x3.csv")),
+    )
+    m = run_evaluation(bow, _studies(tmp_path), tmp_path / "run", cfg, image_root=tmp_path, progress=False)
+    assert m["zeroshot"]["n"] == 9
+    assert m["zeroshot"]["accuracy"] == 100.0
+    assert "## Zero-shot classification" in (tmp_path / "run" / "metrics.md").read_text()
