@@ -79,6 +79,7 @@ class ContrastiveConfig:
     symmetric: bool = False  # also score positives -> anchors
     hard_negatives: int = 1  # error variants per anchor added as hard negatives
     chunk_size: int = 0  # GradCache chunk (texts per forward); 0 = embed the whole batch at once
+    length_buckets: int = 1  # without GradCache: forwards per step, texts grouped by length (less padding)
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
     pairs_per_study: int = 2  # variant pairs sampled per study and epoch
     findings_impression: bool = True  # add findings <-> impression pairs
@@ -111,10 +112,11 @@ class TextTrainConfig:
 
     output_dir: str = "runs/text"  # run directory; the final encoder is saved here
     seed: int = 0  # seed of sampling, masking and initialisation
-    threads: int = 0  # torch CPU threads (0 = torch default)
+    threads: int = 0  # torch CPU threads (0 = torch default; 1 is fastest on an oversubscribed machine)
     save: Literal["merged", "adapter"] = "merged"  # how the final encoder stores its weights
     encoder: TextEncoderConfig = field(default_factory=TextEncoderConfig)  # the encoder being trained
     data: TextDataConfig = field(default_factory=TextDataConfig)  # training data
     mntp: MNTPConfig = field(default_factory=MNTPConfig)  # stage 1
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)  # stage 2
     log_every: int = 5  # steps between metric log lines
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # Accelerate autocast mode

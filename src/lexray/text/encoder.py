@@ -335,9 +335,11 @@ class TextEncoder(nn.Module):
         out = self.backbone(input_ids=input_ids, **kwargs)
         return out.last_hidden_state  # (B, T, D)
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Pooled, un-normalised features (B, D) with grad."""
+    def forward(self, batch: dict[str, torch.Tensor], pool: bool = True) -> torch.Tensor:
+        """Pooled, un-normalised features (B, D) with grad; token states (B, T, D) when ``pool`` is False."""
         hidden = self.token_states(batch)  # (B, T, D)
+        if not pool:
+            return hidden
         return self.pooling(hidden.float(), batch["pool_mask"].to(hidden.device))
 
     @torch.no_grad()

@@ -1,0 +1,128 @@
+"""Training examples for the contrastive stage, built from studies and their variants.
+
+Each :class:`ContrastiveExample` is (anchor, positive, hard negatives, keys). The keys (study id,
+normalised-text hash, finding-label hash) drive false-negative masking; :func:`batches_without_duplicates`
+keeps identical reports out of one batch in the first place (IU X-ray has hundreds of "no acute
+cardiopulmonary abnormality" reports).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from lexray.data.study import Study
+
+_NON_WORD = re.compile(r"[^a-z0-9]+")
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case, punctuation-free, single-spaced text: the identity used for duplicate detection."""
+    return _NON_WORD.sub(" ", text.lower()).strip()
+
+
+def stable_hash(value: str) -> int:
+    """A non-negative 62-bit hash, stable across processes (Python's ``hash`` is salted)."""
+    return int.from_bytes(hashlib.blake2b(value.encode(), digest_size=8).digest(), "big") >> 2
+
+
+@dataclass(frozen=True)
+class ContrastiveExample:
+    """One anchor with its positive, its hard negatives and its false-negative keys."""
+
+    anchor: str  # the query text (a report, a variant, or a findings section)
+    positive: str  # a clinically equivalent text (or the impression for a findings anchor)
+    negatives: tuple[str, ...]  # single-error variants of the anchor's study (hard negatives)
+    keys: tuple[int, ...]  # (study, normalised anchor text, finding labels) hashes; -1 = unknown
+    task: str  # "variant" or "findings_impression"
+
+
+def build_examples(
+    studies: Sequence[Study],
+    equivalents: Mapping[str, Sequence[str]],
+    errors: Mapping[str, Sequence[str]],
+    label_keys: Mapping[str, str],
+    pairs_per_study: int,
+    hard_negatives: int,
+    findings_impression: bool,
+    rng: random.Random,
+) -> list[ContrastiveExample]:
+    """Sample one epoch of contrastive examples.
+
+    For every study, ``pairs_per_study`` pairs are drawn from {original report, equivalent variants}
+    (two different texts; the original is the anchor of the first pair so original -> variant is
+    always trained), each with up to ``hard_negatives`` error variants of that study. With
+    ``findings_impression`` a findings -> impression pair is added when both sections exist.
+
+    Args:
+        studies: train-split studies.
+        equivalents: study id -> accepted equivalent variant texts.
+        errors: study id -> accepted single-error variant texts.
+        label_keys: study id -> a string form of the report's finding labels ("" = unknown).
+        pairs_per_study: variant pairs per study.
+        hard_negatives: error variants per example.
+        findings_impression: add findings -> impression pairs.
+        rng: the epoch's random generator.
+    """
+    out: list[ContrastiveExample] = []
+    for study in studies:
+        original = study.report_text
+        if not original:
+            continue
+        sid = study.study_id
+        label = label_keys.get(sid, "")
+        label_key = stable_hash("labels:" + label) if label else -1
+        texts = list(dict.fromkeys([original, *equivalents.get(sid, ())]))
+        errs = list(errors.get(sid, ()))
+        if len(texts) >= 2:
+            for k in range(pairs_per_study):
+                if k == 0:
+                    anchor, positive = original, rng.choice(texts[1:])
+                else:
+                    anchor, positive = rng.sample(texts, 2)
+                negs = tuple(rng.sample(errs, min(hard_negatives, len(errs))))
+                keys = (stable_hash("study:" + sid), stable_hash("text:" + normalize_text(anchor)), label_key)
+                out.append(ContrastiveExample(anchor, positive, negs, keys, "variant"))
+        if findings_impression and study.findings and study.impression:
+            if normalize_text(study.findings) != normalize_text(study.impression):
+                keys = (
+                    stable_hash("study:" + sid),
+                    stable_hash("text:" + normalize_text(study.findings)),
+                    label_key,
+                )
+                out.append(
+                    ContrastiveExample(study.findings, study.impression, (), keys, "findings_impression")
+                )
+    return out
+
+
+def batches_without_duplicates(
+    examples: Sequence[ContrastiveExample], batch_size: int, rng: random.Random, drop_last: bool = True
+) -> Iterator[list[ContrastiveExample]]:
+    """Shuffle and group examples so no batch holds two anchors of one study or one normalised text.
+
+    An example that cannot join the current batch waits for the next one (sentence-transformers'
+    NoDuplicatesBatchSampler); with ``drop_last`` every batch has exactly ``batch_size`` examples
+    (needed when gathering across processes).
+    """
+    pending = list(examples)
+    rng.shuffle(pending)
+    while pending:
+        batch: list[ContrastiveExample] = []
+        seen: set[int] = set()
+        rest: list[ContrastiveExample] = []
+        for ex in pending:
+            ident = {ex.keys[0], ex.keys[1], stable_hash("text:" + normalize_text(ex.positive))}
+            if len(batch) < batch_size and not (ident & seen):
+                batch.append(ex)
+                seen |= ident
+            else:
+                rest.append(ex)
+        pending = rest
+        if len(batch) == batch_size or (batch and not drop_last):
+            yield batch
+        elif len(batch) < batch_size:
+            return

@@ -1,0 +1,442 @@
+"""Text-encoder training: MNTP (stage 1) then supervised contrastive learning (stage 2).
+
+One explicit loop per stage, readable top to bottom. Data: the train split of a manifest or of the
+Open-i archive only; variants (rule styles and single errors, plus LLM variants from a store) are made
+once and cached in the run directory. Multi-process runs go through Accelerate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from lexray.config import save_config
+from lexray.data.study import Study
+from lexray.text.config import ContrastiveConfig, MNTPConfig, TextDataConfig, TextTrainConfig
+from lexray.text.contrastive import InfoNCELoss, false_negative_mask, gather_with_grad, grad_cache_backward
+from lexray.text.encoder import TextEncoder
+from lexray.text.mntp import MNTPHead, MNTPLoss, mask_batch, mask_token_id
+from lexray.text.pairs import ContrastiveExample, batches_without_duplicates, build_examples
+
+log = logging.getLogger(__name__)
+
+FORBIDDEN_SPLITS = ("val", "validate", "validation", "test")
+VARIANTS_SUBDIR = "variants"
+METRICS_FILE = "metrics.jsonl"
+
+
+# ----------------------------------------------------------------------------------------------
+# data
+
+
+def load_train_studies(config: TextDataConfig) -> list[Study]:
+    """The studies of ``config.split`` (never val or test) from a manifest or the Open-i archive.
+
+    Raises:
+        ValueError: no source is configured, the split is a val/test split, or nothing is left.
+    """
+    if config.split.lower() in FORBIDDEN_SPLITS:
+        raise ValueError(f"data.split={config.split!r}: the text encoder never trains on val or test studies")
+    if config.manifest:
+        from lexray.data.manifest import read_manifest
+
+        studies = read_manifest(config.manifest)
+        source = config.manifest
+    elif config.openi:
+        from lexray.data.sources.openi import load_openi
+
+        result = load_openi(config.openi, split_file=config.split_file or None)
+        studies = result.studies
+        source = config.openi
+        if result.rejects:
+            log.info("Open-i: %d records skipped by the reader", len(result.rejects))
+    else:
+        raise ValueError("set data.manifest or data.openi (with data.split_file) to train the text encoder")
+    studies = [s for s in studies if s.split == config.split and s.report_text]
+    if config.max_studies:
+        studies = studies[: config.max_studies]
+    if not studies:
+        raise ValueError(f"{source}: no {config.split!r} studies with report text")
+    log.info("training on %d %s studies from %s", len(studies), config.split, source)
+    return studies
+
+
+@dataclasses.dataclass
+class VariantPool:
+    """Accepted variant texts per study, and each study's finding-label key."""
+
+    equivalents: dict[str, list[str]]  # study id -> clinically equivalent texts
+    errors: dict[str, list[str]]  # study id -> single-error texts
+    label_keys: dict[str, str]  # study id -> labels as a string ("" = unknown)
+
+
+def prepare_variants(
+    studies: Sequence[Study], config: TextDataConfig, seed: int, cache_dir: Path
+) -> VariantPool:
+    """Rule + error variants for ``studies`` (made once, cached in ``cache_dir``) plus store variants.
+
+    Only accepted records of the given (train) studies are used, so a store that also holds val/test
+    studies cannot leak them into training.
+    """
+    from lexray.variants import (
+        ERROR_TYPES,
+        RULE_STYLES,
+        VariantStore,
+        make_error_variants_batch,
+        make_rule_variants_batch,
+        source_text,
+    )
+    from lexray.variants.checks import CachedLabeler, get_default_labeler
+
+    labeler = CachedLabeler(get_default_labeler())
+    styles = list(config.styles or RULE_STYLES)
+    types = list(config.error_types or ERROR_TYPES)
+    cache = VariantStore(cache_dir)
+    done = {(r.study_id, r.style, r.error_type or "") for r in cache.iter_records()}
+    todo = [s for s in studies if (s.study_id, styles[0], "") not in done]
+    chunk = 64
+    for start in tqdm(range(0, len(todo), chunk), desc="variants", unit="chunk", disable=not todo):
+        part = todo[start : start + chunk]
+        cache.add(make_rule_variants_batch(part, styles, seed, labeler))
+        cache.add(make_error_variants_batch(part, types, seed, labeler))
+    records = list(cache.iter_records())
+    if config.variant_store:
+        records += list(VariantStore(config.variant_store).iter_records())
+    ids = {s.study_id for s in studies}
+    pool = VariantPool({}, {}, {})
+    skipped = 0
+    for r in records:
+        if r.study_id not in ids or not r.accepted or not r.text.strip():
+            skipped += r.study_id not in ids
+            continue
+        target = pool.equivalents if r.kind == "equivalent" else pool.errors
+        target.setdefault(r.study_id, []).append(r.text)
+    if skipped:
+        log.info("ignored %d store records of studies outside the training split", skipped)
+    if config.use_labeler:
+        labels = labeler.pipe([source_text(s) for s in studies])
+        pool.label_keys = {s.study_id: "|".join(lab.vector()) for s, lab in zip(studies, labels, strict=True)}
+    n_eq = sum(map(len, pool.equivalents.values()))
+    n_err = sum(map(len, pool.errors.values()))
+    log.info("variants: %d equivalent and %d error texts for %d studies", n_eq, n_err, len(studies))
+    return pool
+
+
+# ----------------------------------------------------------------------------------------------
+# shared loop pieces
+
+
+def _scheduler(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup to the peak lr, then linear decay to zero."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    params = [p for p in module.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("nothing to train: every parameter is frozen")
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
+class _MetricLog:
+    """Appends one JSON line per logged step to ``metrics.jsonl`` in the run directory."""
+
+    def __init__(self, path: Path, enabled: bool) -> None:
+        self.path = path
+        self.enabled = enabled
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.enabled:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+
+def _cycle_batches(make_epoch: Callable[[int], Iterator[list[Any]]]) -> Iterator[list[Any]]:
+    epoch = 0
+    while True:
+        produced = False
+        for batch in make_epoch(epoch):
+            produced = True
+            yield batch
+        if not produced:
+            raise ValueError("an epoch produced no batch: fewer training examples than one batch")
+        epoch += 1
+
+
+# ----------------------------------------------------------------------------------------------
+# stage 1: MNTP
+
+
+def run_mntp(
+    encoder: TextEncoder,
+    texts: Sequence[str],
+    config: MNTPConfig,
+    seed: int,
+    accelerator: Any,
+    metrics: _MetricLog,
+    log_every: int = 5,
+) -> list[float]:
+    """Train the encoder's adapters with masked next-token prediction; returns the loss per step."""
+    generator = torch.Generator().manual_seed(seed)
+    head = MNTPHead.from_encoder(encoder)
+    loss_fn = MNTPLoss(head)
+    mask_id = mask_token_id(encoder)
+    vocab = encoder.base_model().get_input_embeddings().weight.shape[0]
+    optimizer = _optimizer(encoder, config.lr, config.weight_decay)
+    scheduler = _scheduler(optimizer, config.warmup_steps, config.steps)
+    model, optimizer = accelerator.prepare(encoder, optimizer)
+
+    def epoch(k: int) -> Iterator[list[str]]:
+        order = list(texts)
+        random.Random(seed * 1000 + k).shuffle(order)
+        for start in range(0, len(order) - config.batch_size + 1, config.batch_size):
+            yield order[start : start + config.batch_size]
+
+    batches = _cycle_batches(epoch)
+    losses: list[float] = []
+    model.train()
+    bar = tqdm(range(config.steps), desc="mntp", disable=not accelerator.is_local_main_process)
+    for step in bar:
+        t0 = time.perf_counter()
+        batch, labels = mask_batch(
+            encoder.tokenize(next(batches)), config.mask_prob, mask_id, vocab, generator
+        )
+        hidden = model(batch, pool=False)  # (B, T, D) token states
+        terms = loss_fn(hidden, labels)
+        loss = sum(terms.values())
+        accelerator.backward(loss)
+        if config.grad_clip:
+            accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if step % log_every == 0 or step == config.steps - 1:
+            metrics.write(
+                {
+                    "stage": "mntp",
+                    "step": step,
+                    "loss": losses[-1],
+                    "lr": scheduler.get_last_lr()[0],
+                    "sec": round(time.perf_counter() - t0, 3),
+                }
+            )
+    return losses
+
+
+# ----------------------------------------------------------------------------------------------
+# stage 2: contrastive
+
+
+def contrastive_step(
+    model: Any,
+    encoder: TextEncoder,
+    batch: Sequence[ContrastiveExample],
+    loss_fn: InfoNCELoss,
+    config: ContrastiveConfig,
+    accelerator: Any,
+) -> dict[str, torch.Tensor]:
+    """Forward and backward of one contrastive batch (optimizer step left to the caller).
+
+    Positives, hard negatives and false-negative keys are gathered from every process.
+    """
+    anchors = [ex.anchor for ex in batch]
+    positives = [ex.positive for ex in batch]
+    negatives = [t for ex in batch for t in ex.negatives]
+    keys = torch.tensor([ex.keys for ex in batch], dtype=torch.long)  # (B, 3)
+    if not config.mask_same_labels:
+        keys[:, 2] = -1
+    keys = keys.to(accelerator.device)
+    all_keys = accelerator.gather(keys) if accelerator.num_processes > 1 else keys  # (world * B, 3)
+
+    def embed(texts: Sequence[str]) -> torch.Tensor:
+        return model(encoder.tokenize(list(texts)))
+
+    def loss_from(reps: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        a, p = reps[0], reps[1]
+        n = reps[2] if len(reps) > 2 else None
+        p_all, offset = gather_with_grad(p, accelerator)
+        if n is not None and accelerator.num_processes > 1:
+            n = accelerator.pad_across_processes(n, dim=0)
+            count = accelerator.gather(torch.tensor([len(negatives)], device=n.device))
+            n_all, _ = gather_with_grad(n, accelerator)
+            width = n.shape[0]
+            n = torch.cat([n_all[r * width : r * width + int(c)] for r, c in enumerate(count)])
+        fn_mask = false_negative_mask(keys, all_keys, offset)
+        return loss_fn(a, p_all, n, fn_mask=fn_mask, offset=offset)
+
+    groups = [anchors, positives] + ([negatives] if negatives else [])
+    if config.chunk_size:
+        sync = accelerator.no_sync(model) if accelerator.num_processes > 1 else nullcontext()
+        with sync:
+            return grad_cache_backward(embed, groups, loss_from, config.chunk_size)
+    flat = [t for g in groups for t in g]
+    reps = list(
+        torch.split(_embed_bucketed(model, encoder, flat, config.length_buckets), [len(g) for g in groups])
+    )
+    terms = loss_from(reps)
+    accelerator.backward(sum(terms.values()))
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def _embed_bucketed(model: Any, encoder: TextEncoder, texts: Sequence[str], buckets: int) -> torch.Tensor:
+    """Features (n, D) with grad, computed in ``buckets`` forwards of similar-length texts (less padding)."""
+    lengths = [len(ids) for ids, _ in encoder._encode_ids(texts)]
+    order = sorted(range(len(texts)), key=lengths.__getitem__)
+    size = math.ceil(len(texts) / max(1, buckets))
+    parts = [order[i : i + size] for i in range(0, len(order), size)]
+    feats = torch.cat([model(encoder.tokenize([texts[i] for i in part])) for part in parts])  # (n, D) sorted
+    inverse = torch.empty(len(order), dtype=torch.long)
+    inverse[torch.tensor(order)] = torch.arange(len(order))
+    return feats[inverse.to(feats.device)]
+
+
+def run_contrastive(
+    encoder: TextEncoder,
+    studies: Sequence[Study],
+    pool: VariantPool,
+    config: ContrastiveConfig,
+    seed: int,
+    accelerator: Any,
+    metrics: _MetricLog,
+    log_every: int = 5,
+) -> list[float]:
+    """Supervised contrastive training on variant pairs; returns the loss per step."""
+    loss_fn = InfoNCELoss(scale=config.scale, symmetric=config.symmetric)
+    optimizer = _optimizer(encoder, config.lr, config.weight_decay)
+    scheduler = _scheduler(optimizer, config.warmup_steps, config.steps)
+    model, optimizer = accelerator.prepare(encoder, optimizer)
+    # Each process draws different batches from the same epoch.
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    def epoch(k: int) -> Iterator[list[ContrastiveExample]]:
+        rng = random.Random(seed * 1000 + k)
+        examples = build_examples(
+            studies,
+            pool.equivalents,
+            pool.errors,
+            pool.label_keys,
+            config.pairs_per_study,
+            config.hard_negatives,
+            config.findings_impression,
+            rng,
+        )
+        for i, batch in enumerate(batches_without_duplicates(examples, config.batch_size, rng)):
+            if i % world == rank:
+                yield batch
+
+    batches = _cycle_batches(epoch)
+    losses: list[float] = []
+    model.train()
+    bar = tqdm(range(config.steps), desc="contrastive", disable=not accelerator.is_local_main_process)
+    for step in bar:
+        t0 = time.perf_counter()
+        terms = contrastive_step(model, encoder, next(batches), loss_fn, config, accelerator)
+        if config.grad_clip:
+            accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(sum(terms.values())))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if step % log_every == 0 or step == config.steps - 1:
+            record = {
+                "stage": "contrastive",
+                "step": step,
+                "loss": losses[-1],
+                "lr": scheduler.get_last_lr()[0],
+            }
+            record.update({k: float(v) for k, v in terms.items()})
+            record["sec"] = round(time.perf_counter() - t0, 3)
+            metrics.write(record)
+    return losses
+
+
+# ----------------------------------------------------------------------------------------------
+# the run
+
+
+def train(config: TextTrainConfig, accelerator: Any | None = None) -> Path:
+    """Run the configured stages and save the encoder into ``config.output_dir``.
+
+    Writes ``config.yaml`` (the resolved run config), ``metrics.jsonl``, ``variants/`` (cached
+    variants) and the encoder files (loadable with :meth:`TextEncoder.from_pretrained`).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
+    out = Path(config.output_dir)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    set_seed(config.seed)
+    if accelerator.is_main_process:
+        save_config(config, out)
+    metrics = _MetricLog(out / METRICS_FILE, accelerator.is_main_process)
+    studies = load_train_studies(config.data)
+    encoder = TextEncoder.from_config(
+        dataclasses.replace(config.encoder, lora=dataclasses.replace(config.encoder.lora, enabled=False))
+    )
+    encoder.freeze_backbone()
+    started = time.perf_counter()
+    if config.mntp.enabled:
+        _make_trainable(encoder, config.mntp.lora)
+        losses = run_mntp(
+            encoder,
+            [s.report_text for s in studies],
+            config.mntp,
+            config.seed,
+            accelerator,
+            metrics,
+            config.log_every,
+        )
+        log.info("MNTP: loss %.3f -> %.3f over %d steps", _mean(losses[:5]), _mean(losses[-5:]), len(losses))
+        # LLM2Vec: fold the MNTP adapters in, then train fresh adapters contrastively.
+        encoder.merge_lora()
+        encoder.freeze_backbone()
+    if config.contrastive.enabled:
+        pool = prepare_variants(studies, config.data, config.seed, out / VARIANTS_SUBDIR)
+        _make_trainable(encoder, config.contrastive.lora)
+        losses = run_contrastive(
+            encoder, studies, pool, config.contrastive, config.seed, accelerator, metrics, config.log_every
+        )
+        log.info(
+            "contrastive: loss %.3f -> %.3f over %d steps", _mean(losses[:5]), _mean(losses[-5:]), len(losses)
+        )
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        encoder.save_pretrained(out, merge=True if config.save == "merged" else None)
+        metrics.write({"stage": "done", "train_seconds": round(time.perf_counter() - started, 1)})
+    return out
+
+
+def _make_trainable(encoder: TextEncoder, lora: Any) -> None:
+    """Fresh LoRA adapters for a stage, or full fine-tuning when the stage's LoRA is disabled."""
+    if lora.enabled:
+        encoder.apply_lora(lora)
+    else:
+        encoder.unfreeze_backbone()
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan

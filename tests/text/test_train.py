@@ -1,0 +1,286 @@
+"""Training stages on tiny models: MNTP masking and loss, contrastive loss vs a naive reference,
+false-negative masking, GradCache equivalence, the full run and the paper config's code path."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lexray.config import load_config
+from lexray.data.study import Study
+from lexray.text import LoraSettings, TextEncoder
+from lexray.text.config import TextTrainConfig
+from lexray.text.contrastive import InfoNCELoss, false_negative_mask, grad_cache_backward
+from lexray.text.mntp import IGNORE, MNTPHead, MNTPLoss, mask_batch, mask_token_id
+from lexray.text.pairs import batches_without_duplicates, build_examples, normalize_text
+
+REPO = Path(__file__).resolve().parents[2]
+
+REPORTS = [
+    ("The lungs are clear. No pleural effusion or pneumothorax.", "No acute cardiopulmonary process."),
+    ("Mild cardiomegaly. Small left pleural effusion.", "Cardiomegaly with small left effusion."),
+    ("Right lower lobe opacity, concerning for pneumonia.", "Right lower lobe pneumonia."),
+    ("Heart size is normal. There is a small right pneumothorax.", "Small right pneumothorax."),
+    ("Moderate pulmonary edema. Stable cardiomegaly.", "Pulmonary edema."),
+    ("Left lower lobe atelectasis. No pneumothorax.", "Left basilar atelectasis."),
+]
+
+
+def _studies(n: int = 12, split: str = "train", prefix: str = "S") -> list[Study]:
+    out = []
+    for i in range(n):
+        f, imp = REPORTS[i % len(REPORTS)]
+        out.append(
+            Study(
+                study_id=f"{prefix}{i}",
+                patient_id=f"{prefix}P{i}",
+                source="synthetic",
+                split=split,
+                findings=f,
+                impression=imp,
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- MNTP
+
+
+def test_mask_batch_only_masks_report_tokens(tiny_llama_dir):
+    enc = TextEncoder.from_pretrained(str(tiny_llama_dir), instruction="represent this report : ")
+    batch = enc.tokenize(["lungs are clear .", "mild cardiomegaly with small left pleural effusion"])
+    gen = torch.Generator().manual_seed(0)
+    masked, labels = mask_batch(batch, 0.5, mask_token_id(enc), 50, gen)
+    chosen = labels != IGNORE
+    assert chosen.any(dim=1).all()  # every row gets at least one mask
+    assert not (chosen & ~batch["pool_mask"]).any()  # never the instruction or padding
+    assert torch.equal(labels[chosen], batch["input_ids"][chosen])
+    assert torch.equal(masked["input_ids"][~chosen], batch["input_ids"][~chosen])
+
+
+def test_mntp_loss_matches_shifted_cross_entropy(tiny_llama_untied_dir):
+    enc = TextEncoder.from_pretrained(str(tiny_llama_untied_dir))
+    head = MNTPHead.from_encoder(enc)
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(tiny_llama_untied_dir)
+    assert torch.equal(head.weight, lm.lm_head.weight)  # the untied head is read from the files
+    hidden = torch.randn(2, 6, enc.dim)
+    labels = torch.full((2, 6), IGNORE)
+    labels[0, 2], labels[1, 5] = 7, 9
+    loss = MNTPLoss(head)(hidden, labels)["mntp"]
+    logits = hidden @ head.weight.T
+    expected = (
+        torch.nn.functional.cross_entropy(logits[0, 1][None], torch.tensor([7]))
+        + torch.nn.functional.cross_entropy(logits[1, 4][None], torch.tensor([9]))
+    ) / 2
+    assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_mntp_loss_falls_on_tiny_model(tiny_llama_dir):
+    torch.manual_seed(0)
+    enc = TextEncoder.from_pretrained(str(tiny_llama_dir))
+    enc.unfreeze_backbone()
+    loss_fn = MNTPLoss(MNTPHead.from_encoder(enc))
+    opt = torch.optim.AdamW([p for p in enc.parameters() if p.requires_grad], lr=1e-2)
+    batch = enc.tokenize([f + " " + i for f, i in REPORTS])
+    mid = mask_token_id(enc)
+    losses = []
+    for step in range(30):
+        masked, labels = mask_batch(batch, 0.2, mid, 50, torch.Generator().manual_seed(step % 3))
+        loss = loss_fn(enc(masked, pool=False), labels)["mntp"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.85 * np.mean(losses[:3])
+
+
+# --------------------------------------------------------------------------------------- contrastive
+
+
+def _naive_infonce(a, p, n, fn_mask, scale):
+    total = 0.0
+    for i in range(a.shape[0]):
+        cos = lambda x, y: float(torch.dot(x, y) / (x.norm() * y.norm()))  # noqa: E731
+        scores = [scale * cos(a[i], p[j]) for j in range(p.shape[0]) if j == i or not fn_mask[i, j]]
+        scores += [scale * cos(a[i], n[k]) for k in range(n.shape[0])]
+        target = scale * cos(a[i], p[i])
+        total += -(target - math.log(sum(math.exp(s) for s in scores)))
+    return total / a.shape[0]
+
+
+def test_infonce_equals_naive_reference():
+    torch.manual_seed(0)
+    a, p, n = torch.randn(5, 8), torch.randn(5, 8), torch.randn(4, 8)
+    fn_mask = torch.zeros(5, 5, dtype=torch.bool)
+    fn_mask[0, 3] = fn_mask[3, 0] = fn_mask[2, 4] = True
+    for scale in (1.0, 20.0):
+        got = InfoNCELoss(scale=scale)(a, p, n, fn_mask=fn_mask)["infonce"]
+        assert got.item() == pytest.approx(_naive_infonce(a, p, n, fn_mask, scale), rel=1e-5)
+    plain = InfoNCELoss(scale=1.0)(a, p)["infonce"]
+    assert plain.item() == pytest.approx(
+        _naive_infonce(a, p, torch.zeros(0, 8), torch.zeros(5, 5, dtype=torch.bool), 1.0), rel=1e-5
+    )
+
+
+def test_false_negative_mask_keys():
+    keys = torch.tensor([[1, 10, 100], [2, 10, 200], [3, 30, 100], [4, 40, -1], [5, 50, -1]])
+    mask = false_negative_mask(keys, keys)
+    expected = torch.zeros(5, 5, dtype=torch.bool)
+    expected[0, 1] = expected[1, 0] = True  # same normalised text
+    expected[0, 2] = expected[2, 0] = True  # same labels
+    assert torch.equal(mask, expected)  # -1 (unknown labels) never matches; the diagonal is never masked
+
+
+def test_masked_false_negative_does_not_push_apart():
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    p = torch.tensor([[1.0, 0.0], [1.0, 0.0]])  # identical reports in one batch
+    loss = InfoNCELoss(scale=50.0)
+    unmasked = loss(a, p)["infonce"].item()
+    masked = loss(a, p, fn_mask=torch.tensor([[False, True], [True, False]]))["infonce"].item()
+    assert unmasked == pytest.approx(math.log(2), rel=1e-4)
+    assert masked == pytest.approx(0.0, abs=1e-6)
+
+
+def test_grad_cache_matches_full_batch_gradient(tiny_llama_dir):
+    texts_a = ["lungs are clear .", "mild cardiomegaly", "small left pleural effusion", "no pneumothorax"]
+    texts_p = [
+        "the lungs are clear",
+        "heart size is mild cardiomegaly",
+        "left effusion small",
+        "pneumothorax no",
+    ]
+
+    def grads(chunk):
+        torch.manual_seed(0)
+        enc = TextEncoder.from_pretrained(
+            str(tiny_llama_dir), pooling="latent", lora={"enabled": True, "dropout": 0.0}
+        )
+        with torch.no_grad():
+            for p in enc.parameters():
+                if p.requires_grad and not p.any():
+                    p.normal_(std=0.05)
+        loss_fn = InfoNCELoss(scale=10.0, symmetric=True)
+
+        def embed(texts):
+            return enc(enc.tokenize(list(texts)))
+
+        if chunk:
+            grad_cache_backward(embed, [texts_a, texts_p], lambda r: loss_fn(r[0], r[1]), chunk)
+        else:
+            sum(loss_fn(embed(texts_a), embed(texts_p)).values()).backward()
+        return {n: p.grad.clone() for n, p in enc.named_parameters() if p.grad is not None}
+
+    full, cached = grads(0), grads(2)
+    assert full.keys() == cached.keys() and full
+    for name in full:
+        assert torch.allclose(full[name], cached[name], atol=1e-5), name
+
+
+# ----------------------------------------------------------------------------------------- pairs
+
+
+def test_build_examples_and_duplicate_free_batches():
+    studies = _studies(12)
+    eq = {s.study_id: [s.report_text.upper(), "variant of " + s.study_id] for s in studies}
+    err = {s.study_id: ["error of " + s.study_id] for s in studies}
+    labels = {s.study_id: "positive" if i % 2 else "negative" for i, s in enumerate(studies)}
+    ex = build_examples(studies, eq, err, labels, 2, 1, True, random.Random(0))
+    variant = [e for e in ex if e.task == "variant"]
+    assert len(variant) == 24 and len([e for e in ex if e.task == "findings_impression"]) == 12
+    assert all(e.negatives and e.negatives[0].startswith("error of") for e in variant)
+    first = variant[0]
+    assert first.anchor == studies[0].report_text and first.positive != first.anchor
+    for batch in batches_without_duplicates(ex, 4, random.Random(1)):
+        assert len(batch) == 4
+        texts = [normalize_text(e.anchor) for e in batch]
+        assert len(set(texts)) == 4  # reports 0 and 6 are identical text: never in one batch
+        assert len({e.keys[0] for e in batch}) == 4
+
+
+# ------------------------------------------------------------------------------------- full runs
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    from lexray.data.manifest import write_manifest
+
+    path = tmp_path_factory.mktemp("manifest") / "manifest.parquet"
+    write_manifest(_studies(12) + _studies(4, split="test", prefix="T"), path)
+    return path
+
+
+def _cfg(yaml_path: Path, model: Path, manifest: Path, out: Path, extra=()) -> TextTrainConfig:
+    return load_config(
+        TextTrainConfig,
+        yaml_path,
+        [
+            f"encoder.model={model}",
+            f"data.manifest={manifest}",
+            "data.openi=''",
+            f"output_dir={out}",
+            "mntp.steps=2",
+            "mntp.batch_size=4",
+            "contrastive.steps=2",
+            "contrastive.batch_size=4",
+            *extra,
+        ],
+    )
+
+
+def test_full_run_saves_loadable_encoder(tiny_llama_dir, manifest, tmp_path):
+    from lexray.text.train import train
+
+    cfg = _cfg(REPO / "configs/text/tiny-smoke.yaml", tiny_llama_dir, manifest, tmp_path / "run")
+    out = train(cfg)
+    enc = TextEncoder.from_pretrained(out)
+    emb = enc.encode(["lungs are clear", "small left pleural effusion"])
+    assert emb.shape == (2, 32) and np.isfinite(emb).all()
+    assert (out / "config.yaml").is_file() and (out / "metrics.jsonl").is_file()
+    # variants were cached for train studies only
+    from lexray.variants import VariantStore
+
+    ids = {r.study_id for r in VariantStore(out / "variants").iter_records()}
+    assert ids and all(i.startswith("S") for i in ids)
+
+
+def test_refuses_val_or_test_split(tiny_llama_dir, manifest, tmp_path):
+    from lexray.text.train import train
+
+    cfg = _cfg(
+        REPO / "configs/text/tiny-smoke.yaml", tiny_llama_dir, manifest, tmp_path / "r", ["data.split=test"]
+    )
+    with pytest.raises(ValueError, match="never trains on val or test"):
+        train(cfg)
+
+
+def test_paper_config_code_path_on_tiny_llama(tiny_llama_dir, manifest, tmp_path):
+    """configs/text/llama-3.2-1b-paper.yaml with only the model, data and step counts swapped."""
+    from lexray.text.train import train
+
+    cfg = _cfg(
+        REPO / "configs/text/llama-3.2-1b-paper.yaml",
+        tiny_llama_dir,
+        manifest,
+        tmp_path / "paper",
+        [
+            "data.variant_store=''",
+            "contrastive.chunk_size=3",
+            "mixed_precision='no'",
+            "encoder.dtype=float32",
+            "encoder.latent.num_latents=16",
+            "encoder.latent.num_heads=4",
+        ],
+    )
+    assert cfg.encoder.pooling == "latent" and cfg.contrastive.scale == 50.0 and cfg.mntp.mask_prob == 0.2
+    out = train(cfg)
+    enc = TextEncoder.from_pretrained(out)
+    assert enc.config.instruction == cfg.encoder.instruction
+    assert enc.encode(["lungs are clear"]).shape == (1, 32)
+    assert LoraSettings().r == 16
