@@ -29,6 +29,8 @@ _COMMANDS: list[tuple[str, str, str | None]] = [
     ("phantom", "phantom", "data"),
     ("findings", "app", "findings"),
     ("variants", "app", "variants"),
+    ("text", "app", "text"),
+    ("encode", "encode", None),
     ("clip", "app", "clip"),
     ("embed", "app", "embed"),
     ("evaluate", "app", "evaluate"),
