@@ -288,3 +288,12 @@ def test_seen_with_a_comma_ends_a_negation_but_not_inside_a_list(labeler: Labele
     assert (o["Pleural Effusion"], o["Lung Lesion"]) == ("negative", "positive")
     o = obs(labeler, "No evidence of infiltrate, pneumothorax, or identified mass lesion.")
     assert (o["Lung Opacity"], o["Pneumothorax"], o["Lung Lesion"]) == ("negative",) * 3
+
+
+def test_negated_sign_negates_its_interpretation(labeler: Labeler) -> None:
+    o = obs(labeler, "No focal consolidation concerning for pneumonia.")
+    assert (o["Consolidation"], o["Pneumonia"]) == ("negative", "negative")
+    o = obs(labeler, "Right basilar opacity concerning for pneumonia.")
+    assert (o["Lung Opacity"], o["Pneumonia"]) == ("positive", "uncertain")
+    o = obs(labeler, "No pneumothorax, possible small effusion.")
+    assert (o["Pneumothorax"], o["Pleural Effusion"]) == ("negative", "uncertain")

@@ -44,7 +44,7 @@ _ADV = r"(?:(?:xxxx|at|mildly|moderately|markedly|severely|slightly|minimally|ma
 _ADV += r"borderline|at least|top normal|upper normal|stably)\s+)*"
 _NORMAL = (
     r"\b(?:normal|within (?:the )?normal limits|within (?:the )?limits of normal|unremarkable|not enlarged|"
-    r"upper limits? of normal|top normal|upper normal|normal in size)\b"
+    r"upper limits? of normal|top[- ]normal|upper normal|normal in size)\b"
 )
 _COPULA = r"(?:\s+(?:is|are|was|appears?|remains?|seems?|looks?))?\s+"
 
@@ -917,6 +917,13 @@ class ContextRule:
 
 
 NEG, POSS, HYPO = "NEGATED_EXISTENCE", "POSSIBLE_EXISTENCE", "HYPOTHETICAL"
+
+# Uncertainty cues that link a sign to its interpretation ("opacity concerning for pneumonia"). After a
+# negation of the sign ("no consolidation concerning for pneumonia") the negation governs.
+EVIDENTIAL_CUES: frozenset[str] = frozenset(
+    {"concerning for", "concern for", "suggestive of", "suggest", "suggests", "suggesting", "suspicious for"}
+    | {"worrisome for", "compatible with", "consistent with", "to suggest"}
+)
 _F, _B, _BI = "FORWARD", "BACKWARD", "BIDIRECTIONAL"
 
 CONTEXT_RULES: tuple[ContextRule, ...] = (
@@ -1028,6 +1035,7 @@ CONTEXT_RULES: tuple[ContextRule, ...] = (
             "suspected",
             "suspect",
             "concerning for",
+            "worrisome for",
             "concern for",
             "suggestive of",
             "suggesting",

@@ -125,8 +125,9 @@ class Labeler:
                     pattern=r.pattern,
                     direction=r.direction,
                     max_scope=r.max_scope,
-                    # A negation stops at an uncertainty cue and vice versa ("possible effusion, no pneumothorax").
-                    terminated_by={lex.POSS, lex.HYPO} if r.category == lex.NEG else {lex.NEG},
+                    # An uncertainty stops at a negation ("possible effusion, no pneumothorax"); a negation
+                    # runs on ("no consolidation concerning for pneumonia") and the nearest cue decides.
+                    terminated_by={lex.NEG} if r.category != lex.NEG else set(),
                     allowed_types={"FINDING"},
                 )
                 for r in lex.CONTEXT_RULES
@@ -257,22 +258,26 @@ class Labeler:
     def _status(target: Span, meta: dict) -> tuple[Status, tuple[int, int] | None]:
         if meta["status"]:
             return meta["status"], None
-        best: tuple[int, int, Status, tuple[int, int]] | None = None
+        cues = []  # (distance, tie-break, status, token span, cue text)
         for modifier in target._.modifiers:
             status = _STATUS_OF_CATEGORY.get(modifier.category)
             if status is None:
                 continue
             m_start, m_end = modifier.modifier_span
             distance = m_start - target.end if m_start >= target.end else target.start - m_end
-            # the nearest cue decides; on a tie a negation beats an uncertainty
-            rank = (distance, 0 if status == "negative" else 1)
-            if best is None or rank < best[:2]:
-                doc = target.doc
-                span = (doc[m_start].idx, doc[m_end - 1].idx + len(doc[m_end - 1]))
-                best = (*rank, status, span)
-        if best is None:
+            cues.append((distance, 0 if status == "negative" else 1, status, (m_start, m_end)))
+        if not cues:
             return "positive", None
-        return best[2], best[3]
+        # the nearest cue decides; on a tie a negation beats an uncertainty
+        cues.sort()
+        _, _, status, (m_start, m_end) = cues[0]
+        doc = target.doc
+        if status == "uncertain" and doc[m_start:m_end].text.lower() in lex.EVIDENTIAL_CUES:
+            # "no consolidation concerning for pneumonia": a negation before the evidential cue governs
+            negations = [c for c in cues if c[2] == "negative" and c[3][1] <= m_start]
+            if negations:
+                _, _, status, (m_start, m_end) = negations[0]
+        return status, (doc[m_start].idx, doc[m_end - 1].idx + len(doc[m_end - 1]))
 
     def _attribute_cues(self, doc: Doc) -> list[tuple[int, int, dict[str, str]]]:
         matches = sorted(self._attributes(doc), key=lambda m: (m[1], -(m[2] - m[1])))
