@@ -213,6 +213,20 @@ def run_evaluation(
     ok = np.ones(len(image_paths), dtype=bool)
     ok[[i for i, _ in failed]] = False
     img_emb, image_study = img_emb[ok], image_study[ok]
+    # Studies whose every image failed leave the evaluation (their images are listed in skipped.jsonl).
+    with_image = np.bincount(image_study, minlength=len(kept)) > 0
+    remap = np.cumsum(with_image) - 1
+    kept = [st for st, keep in zip(kept, with_image, strict=True) if keep]
+    image_study = remap[image_study]
+    with open(out / "skipped.jsonl", "w", encoding="utf-8") as f:
+        for row in skipped:
+            f.write(json.dumps(row) + "\n")
+    if skipped:
+        log.warning("%d records skipped (reasons in %s)", len(skipped), out / "skipped.jsonl")
+    if not kept:
+        raise ValueError(
+            f"no study of split {config.split!r} has a readable image and a report (see {out}/skipped.jsonl)"
+        )
     texts = [_text(st, config.text_field) for st in kept]
     txt_emb = np.asarray(model.embed_texts(texts, config.batch_size), dtype=np.float32)
 
@@ -233,7 +247,6 @@ def run_evaluation(
     metrics["retrieval"] = bidirectional_retrieval(
         img_emb, image_study, txt_emb, texts, config.retrieval, progress=progress
     )
-    has_image = np.bincount(image_study, minlength=len(kept)) > 0
     study_img = study_image_embeddings(img_emb, image_study, len(kept))
 
     if config.run_generation:
@@ -247,7 +260,7 @@ def run_evaluation(
         else:
             corpus_texts = [_text(s, config.text_field) for s in pool]
             corpus_emb = np.asarray(model.embed_texts(corpus_texts, config.batch_size), dtype=np.float32)
-            q = np.flatnonzero(has_image)
+            q = np.arange(len(kept))
             gen, generated = retrieval_as_generation(
                 study_img[q],
                 [texts[i] for i in q],
@@ -269,7 +282,7 @@ def run_evaluation(
         variants = _variant_texts(kept, config.robustness, config.text_field)
         emb_by_style = {}
         for style, (vt, vi) in variants.items():
-            pairs = [(t, i) for t, i in zip(vt, vi, strict=True) if has_image[i]]
+            pairs = list(zip(vt, vi, strict=True))
             e = (
                 model.embed_texts([t for t, _ in pairs], config.batch_size)
                 if pairs
@@ -280,8 +293,8 @@ def run_evaluation(
                 np.array([i for _, i in pairs], dtype=np.int64),
             )
         metrics["robustness"] = style_robustness(
-            study_img[has_image],
-            np.flatnonzero(has_image),
+            study_img,
+            np.arange(len(kept)),
             txt_emb,
             emb_by_style,
             ks=config.retrieval.ks,
@@ -293,11 +306,6 @@ def run_evaluation(
         metrics["zeroshot"] = _zero_shot(model, config)
 
     metrics["seconds"] = round(time.time() - t0, 1)
-    with open(out / "skipped.jsonl", "w", encoding="utf-8") as f:
-        for row in skipped:
-            f.write(json.dumps(row) + "\n")
-    if skipped:
-        log.warning("%d records skipped (reasons in %s)", len(skipped), out / "skipped.jsonl")
     write_report(metrics, out)
     return metrics
 
