@@ -896,7 +896,7 @@ TERMS: tuple[Term, ...] = (
         "opacity",
         "Lung Opacity",
         regexes=(
-            r"\b(?:lungs?|lung fields?|both lungs)(?:\s+(?:are|is|appear|remain))?(?:\s+(?:otherwise|again|now|grossly))?"
+            r"\b(?:lungs?|lung fields?|both lungs)(?:\s+(?:are|is|appear|remain))?(?:\s+(?:otherwise|again|now|grossly|(?:well[- ])?(?:expanded|aerated|inflated)\s+and))?"
             r"\s+clear\b",
             r"\bclear lungs?\b",
         ),
