@@ -251,7 +251,7 @@ def radgraph_f1(hypotheses: Sequence[str], references: Sequence[str]) -> dict[st
         from radgraph import F1RadGraph
     except ImportError as exc:
         raise MetricUnavailable(
-            "RadGraph F1 needs `pip install radgraph` (and network for its weights)"
+            "RadGraph F1 needs `pip install 'lexray[report-metrics]'` (radgraph) and its weights (network on first use)"
         ) from exc
     try:
         scorer = F1RadGraph(reward_level="partial")
