@@ -253,3 +253,22 @@ def test_paper_gpu_recipe_code_path_at_tiny_scale(
     assert model.text_tower.has_lora
     emb = model.embed_images([render_phantom(PhantomFindings(), "x", 64)])
     assert emb.shape == (1, 16) and np.isclose(np.linalg.norm(emb), 1.0, atol=1e-5)
+
+
+def test_sharded_cache_fill_covers_every_text(manifest: Path, tiny_text_dir: Path, tmp_path: Path) -> None:
+    from lexray.clip import DualEncoder
+    from lexray.clip.data import SourceConfig, load_pairs
+    from lexray.clip.train import fill_text_cache
+
+    cfg = tiny_run(manifest, tiny_text_dir, tmp_path / "run")
+    extra = [SourceConfig(manifest=str(manifest), split="val")]
+    n0 = fill_text_cache(cfg, extra, shard=0, num_shards=2)
+    n1 = fill_text_cache(cfg, extra, shard=1, num_shards=2)
+    texts = {
+        p.text() for split in ("train", "val") for p in load_pairs(SourceConfig(str(manifest), split))[0]
+    }
+    assert n0 + n1 == len(texts)
+    model = DualEncoder.from_config(cfg.model)
+    cache = model.attach_text_cache()
+    cache.get(sorted(texts))  # raises KeyError if any text is missing
+    assert cache.misses == 0

@@ -31,3 +31,32 @@ def train_cmd(
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"run directory: {run_dir}")
+
+
+@app.command("cache-texts")
+def cache_texts_cmd(
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML recipe (ClipTrainConfig fields)."),
+    overrides: list[str] = typer.Option(None, "--set", help="Override a.b=c (repeatable)."),
+    also: list[str] = typer.Option(
+        None, "--also", help="Also cache MANIFEST:SPLIT (repeatable), e.g. the test split."
+    ),
+    shard: int = typer.Option(0, help="This process's shard (0-based)."),
+    num_shards: int = typer.Option(1, help="Processes filling the cache side by side."),
+) -> None:
+    """Fill the frozen text tower's feature cache before training (each shard in its own process)."""
+    from lexray.clip.data import SourceConfig
+    from lexray.clip.train import fill_text_cache, load_train_config
+
+    extra = []
+    for spec in also or []:
+        manifest, sep, split = spec.rpartition(":")
+        if not sep or not manifest:
+            typer.secho(f"error: --also {spec!r} must be MANIFEST:SPLIT", fg="red", err=True)
+            raise typer.Exit(2)
+        extra.append(SourceConfig(manifest=manifest, split=split))
+    try:
+        n = fill_text_cache(load_train_config(config, overrides or []), extra, shard, num_shards)
+    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"cached features of {n} texts (shard {shard + 1}/{num_shards})")

@@ -25,7 +25,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +40,7 @@ from lexray.clip.data import (
     ClipDataConfig,
     Draw,
     Pair,
+    SourceConfig,
     load_pairs,
     load_variants,
     write_skipped,
@@ -392,6 +393,42 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
         writer.close()
     accelerator.wait_for_everyone()
     return run_dir
+
+
+def fill_text_cache(
+    config: ClipTrainConfig,
+    extra: Sequence[SourceConfig] = (),
+    shard: int = 0,
+    num_shards: int = 1,
+) -> int:
+    """Compute the frozen text tower's features of a run's texts ahead of training (LLM2CLIP's pre-pass).
+
+    Several processes (``shard`` of ``num_shards``) can fill one cache side by side; each writes its
+    own shards. ``extra`` adds e.g. the test split, so evaluation finds its texts cached too.
+
+    Returns:
+        The number of texts this shard handled.
+    """
+    from tqdm.auto import tqdm
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    if config.model.text.mode != "frozen":
+        raise ValueError("only a frozen text tower (model.text.mode=frozen) has cached features")
+    model = DualEncoder.from_config(config.model)
+    model.attach_text_cache()
+    sources = [*config.data.sources, *([config.data.val] if config.data.val else []), *extra]
+    texts: set[str] = set()
+    for source in sources:
+        pairs, _ = load_pairs(source)
+        texts.update(p.text(config.data.augment.format) for p in pairs)
+    mine = sorted(texts)[shard::num_shards]
+    chunk = 64
+    for start in tqdm(
+        range(0, len(mine), chunk), desc=f"text features {shard + 1}/{num_shards}", unit="chunk"
+    ):
+        model.text_features(mine[start : start + chunk], batch_size=config.eval_batch_size)
+    return len(mine)
 
 
 def load_train_config(
