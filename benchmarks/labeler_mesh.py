@@ -11,7 +11,7 @@ every mention counts as positive (what keyword matching without negation handlin
 
 Prints the per-class table (reports that were indexed and have text; "No Indexing" reports have no
 reference), the macro-F1 on all 3,955 reports, with uncertain counted as positive, and the baseline,
-and how often the labeler's laterality matches the side in the MeSH heading.
+and how often the labeler's laterality and severity match those in the MeSH heading.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from rich.table import Table
 
 from lexray.data.sources.openi import load_openi
 from lexray.findings import Labeler, ReportLabels, aggregate
-from lexray.findings.mesh import laterality_agreement, macro_f1, score_reports
+from lexray.findings.mesh import attribute_agreement, macro_f1, score_reports
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,12 +85,16 @@ def main() -> None:
         summary.add_row(name, str(m), f"{macro_f1(sc):.3f}")
     console.print(summary)
 
-    sides = Table(title="Laterality: labeler vs the side in the MeSH heading (reports where both give one)")
-    for col in ("class", "compared", "agree"):
-        sides.add_column(col)
-    for cls, (agree, compared) in laterality_agreement(labels, mesh).items():
-        sides.add_row(cls, str(compared), f"{agree / compared:.3f}" if compared else "-")
-    console.print(sides)
+    for attribute, classes in (
+        ("laterality", ("effusion", "pneumothorax", "atelectasis", "opacity", "consolidation", "nodule/mass")),
+        ("severity", ("cardiomegaly", "effusion", "pneumothorax", "atelectasis", "opacity", "edema")),
+    ):
+        table = Table(title=f"{attribute}: labeler vs the MeSH heading (reports where both state it)")
+        for col in ("class", "compared", "agree"):
+            table.add_column(col)
+        for cls, (agree, compared) in attribute_agreement(labels, mesh, attribute, classes).items():
+            table.add_row(cls, str(compared), f"{agree / compared:.3f}" if compared else "-")
+        console.print(table)
     console.print(
         f"{len(texts)} reports labelled in {seconds:.1f} s ({len(texts) / seconds:.0f} reports/s, 1 process)"
     )

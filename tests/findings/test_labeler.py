@@ -297,3 +297,13 @@ def test_negated_sign_negates_its_interpretation(labeler: Labeler) -> None:
     assert (o["Lung Opacity"], o["Pneumonia"]) == ("positive", "uncertain")
     o = obs(labeler, "No pneumothorax, possible small effusion.")
     assert (o["Pneumothorax"], o["Pleural Effusion"]) == ("negative", "uncertain")
+
+
+def test_coordinated_sides_make_one_finding_bilateral(labeler: Labeler) -> None:
+    m = only(labeler("Patchy left apical and right basilar airspace disease."), "Lung Opacity")
+    assert (m.laterality, m.location) == ("bilateral", "base")
+    labels = labeler("Right lower lobe opacity and left pleural effusion.")
+    assert (only(labels, "Lung Opacity").laterality, only(labels, "Pleural Effusion").laterality) == (
+        "right",
+        "left",
+    )

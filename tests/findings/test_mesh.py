@@ -12,6 +12,7 @@ from lexray.findings.mesh import (
     MESH_CLASSES,
     is_indexed,
     labeler_classes,
+    attribute_agreement,
     laterality_agreement,
     macro_f1,
     mesh_classes,
@@ -99,3 +100,6 @@ def test_real_openi_agreement_with_mesh(openi_dir: Path) -> None:
     for cls in ("effusion", "atelectasis", "opacity"):
         agree, compared = sides[cls]
         assert compared > 100 and agree / compared >= 0.93, (cls, agree, compared)
+    severity = attribute_agreement(labels, mesh, "severity")
+    agree, compared = sum(a for a, _ in severity.values()), sum(c for _, c in severity.values())
+    assert compared > 300 and agree / compared >= 0.95, severity

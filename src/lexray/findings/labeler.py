@@ -301,7 +301,7 @@ class Labeler:
         gap = self.config.max_attribute_gap
         cue_tokens = {i for s, e, _ in cues for i in range(s, e)}
         # for each attribute of each target: (distance, value, start, end); smaller distance wins
-        best: dict[int, dict[str, tuple[int, str, int, int]]] = {}
+        best: dict[int, dict[str, tuple[float, str, int, int]]] = {}
 
         def clear(a: int, b: int, comma_ok: bool = False, premodifier: bool = False) -> int | None:
             """Words between token a and b (exclusive) that are not attribute words, or None if a barrier.
@@ -314,6 +314,8 @@ class Labeler:
             for tok in doc[a:b]:
                 if comma_ok and tok.i == a and tok.text == "," and b == a + 1:
                     continue
+                if premodifier and tok.lower_ in ("and", "or", ",") and tok.i + 1 in cue_tokens:
+                    continue  # coordinated modifiers: "left apical and right basilar opacities"
                 if tok.lower_ in lex.ATTRIBUTE_BARRIERS or tok.is_sent_start:
                     return None
                 if premodifier and tok.lower_ in lex.PREMODIFIER_BARRIERS:
@@ -325,7 +327,7 @@ class Labeler:
         # clear() refuses to cross a sentence start, so the nearest findings on either side suffice
         for start, end, values in cues:
             inside = [t for t in targets if t.start < end and start < t.end]  # overlapping counts as inside
-            choice: tuple[Span, int] | None = None
+            choice: tuple[Span, float] | None = None
             if inside:
                 choice = (inside[0], -1)
             else:
@@ -334,17 +336,23 @@ class Labeler:
                 if nxt is not None and nxt.start - end <= 2 * gap + 4:
                     words = clear(end, nxt.start, premodifier=True)
                     if words is not None and words <= gap:
-                        choice = (nxt, words)
+                        # ties between coordinated modifiers go to the one nearer in tokens
+                        choice = (nxt, words + (nxt.start - end) / 1000)
                 if choice is None and prv is not None and start - prv.end <= 2 * gap + 6:
                     words = clear(prv.end, start, comma_ok=True)
                     if words is not None and words <= gap + 2:
-                        choice = (prv, words + 1)  # a premodifier beats a postmodifier at equal distance
+                        # a premodifier beats a postmodifier at equal distance
+                        choice = (prv, words + 1 + (start - prv.end) / 1000)
             if choice is None:
                 continue
             target, distance = choice
             slot = best.setdefault(target.start, {})
             for attr, value in values.items():
-                if attr not in slot or distance < slot[attr][0]:
+                if attr == "laterality" and attr in slot and value != slot[attr][1]:
+                    # both sides of one finding ("left apical and right basilar opacities")
+                    near = slot[attr] if slot[attr][0] <= distance else (distance, value, start, end)
+                    slot[attr] = (near[0], "bilateral", near[2], near[3])
+                elif attr not in slot or distance < slot[attr][0]:
                     slot[attr] = (distance, value, start, end)
         return {k: {a: v[1:] for a, v in d.items()} for k, d in best.items()}
 

@@ -202,6 +202,89 @@ def _side(sides: set[str]) -> str | None:
     return None
 
 
+def _severity(values: set[str]) -> str | None:
+    # one value to compare: the most severe one stated
+    order = ("borderline", "small", "mild", "moderate", "large", "severe")
+    ranked = [v for v in order if v in values]
+    return ranked[-1] if ranked else None
+
+
+#: How the labeler's severity words map onto the MeSH severity vocabulary.
+_SEVERITY_TO_MESH = {
+    "trace": "small",
+    "tiny": "small",
+    "small": "small",
+    "minimal": "mild",
+    "mild": "mild",
+    "subtle": "mild",
+    "moderate": "moderate",
+    "large": "large",
+    "severe": "severe",
+    "borderline": "borderline",
+    "small to moderate": "moderate",
+    "mild to moderate": "moderate",
+    "moderate to large": "large",
+    "moderate to severe": "severe",
+}
+
+_ATTRIBUTE_TABLES = {
+    # attribute -> (MeSH heading parts it reads, labeler value -> MeSH value, reduce a set to one value)
+    "laterality": (
+        {"left", "right", "bilateral"},
+        {"left": "left", "right": "right", "bilateral": "bilateral"},
+        _side,
+    ),
+    "severity": (set(_SEVERITY_TO_MESH.values()), _SEVERITY_TO_MESH, _severity),
+}
+
+
+def attribute_agreement(
+    labels: Sequence[ReportLabels],
+    mesh_terms: Sequence[str | Iterable[str]],
+    attribute: str = "laterality",
+    classes: Sequence[str] = ("cardiomegaly", "effusion", "pneumothorax", "atelectasis", "opacity", "edema"),
+) -> dict[str, tuple[int, int]]:
+    """How often an attribute of a finding matches the same attribute in the MeSH heading.
+
+    MeSH headings carry side and severity as extra parts ("Pleural Effusion/left/small"). For each
+    class, reports where both MeSH (in one of the class's headings) and the labeler (on its positive
+    mentions of the class) state the attribute are compared. Left plus right counts as bilateral;
+    for severity the most severe value on each side is compared.
+
+    Args:
+        labels: the labeler's output, one per report.
+        mesh_terms: each report's MeSH major terms, same order.
+        attribute: "laterality" or "severity".
+        classes: the classes to compare.
+
+    Returns:
+        class -> (agreeing reports, compared reports).
+    """
+    vocabulary, to_mesh, reduce = _ATTRIBUTE_TABLES[attribute]
+    out: dict[str, tuple[int, int]] = {}
+    for cls in classes:
+        agree = compared = 0
+        observation = LABELER_OBSERVATION[cls]
+        for lab, terms in zip(labels, mesh_terms, strict=True):
+            theirs: set[str] = set()
+            for term in split_mesh(terms):
+                if cls in mesh_classes([term]):
+                    theirs |= {p.strip().lower() for p in term.split("/")[1:]} & vocabulary
+            ours = {
+                to_mesh[value]
+                for m in lab.mentions
+                if m.category == observation and m.status == "positive"
+                for value in [getattr(m, attribute)]
+                if value in to_mesh
+            }
+            a, b = reduce(theirs), reduce(ours)
+            if a and b:
+                compared += 1
+                agree += a == b
+        out[cls] = (agree, compared)
+    return out
+
+
 def laterality_agreement(
     labels: Sequence[ReportLabels],
     mesh_terms: Sequence[str | Iterable[str]],
@@ -214,33 +297,5 @@ def laterality_agreement(
         "nodule/mass",
     ),
 ) -> dict[str, tuple[int, int]]:
-    """How often the labeler's side of a finding matches the side in the MeSH heading.
-
-    For each class, reports where both MeSH (a "left"/"right"/"bilateral" part in one of the class's
-    headings) and the labeler (the laterality of its positive mentions of the class) give a side are
-    compared; left plus right on one side counts as bilateral.
-
-    Returns:
-        class -> (agreeing reports, compared reports).
-    """
-    out: dict[str, tuple[int, int]] = {}
-    for cls in classes:
-        agree = compared = 0
-        observation = LABELER_OBSERVATION[cls]
-        for lab, terms in zip(labels, mesh_terms, strict=True):
-            mesh_sides = set()
-            for term in split_mesh(terms):
-                parts = [p.strip().lower() for p in term.split("/")]
-                if mesh_classes([term]) & {cls}:
-                    mesh_sides |= {p for p in parts[1:] if p in ("left", "right", "bilateral")}
-            ours = {
-                m.laterality
-                for m in lab.mentions
-                if m.category == observation and m.status == "positive" and m.laterality
-            }
-            a, b = _side(mesh_sides), _side(ours)
-            if a and b:
-                compared += 1
-                agree += a == b
-        out[cls] = (agree, compared)
-    return out
+    """:func:`attribute_agreement` for laterality (class -> (agreeing, compared) reports)."""
+    return attribute_agreement(labels, mesh_terms, "laterality", classes)
