@@ -10,9 +10,9 @@ import pytest
 from lexray.findings import CHEXPERT_OBSERVATIONS, ReportLabels
 from lexray.findings.mesh import (
     MESH_CLASSES,
+    attribute_agreement,
     is_indexed,
     labeler_classes,
-    attribute_agreement,
     laterality_agreement,
     macro_f1,
     mesh_classes,
