@@ -86,7 +86,10 @@ def main() -> None:
     console.print(summary)
 
     for attribute, classes in (
-        ("laterality", ("effusion", "pneumothorax", "atelectasis", "opacity", "consolidation", "nodule/mass")),
+        (
+            "laterality",
+            ("effusion", "pneumothorax", "atelectasis", "opacity", "consolidation", "nodule/mass"),
+        ),
         ("severity", ("cardiomegaly", "effusion", "pneumothorax", "atelectasis", "opacity", "edema")),
     ):
         table = Table(title=f"{attribute}: labeler vs the MeSH heading (reports where both state it)")
