@@ -1,0 +1,103 @@
+"""Text-bench metrics against naive loops, and the README's reference numbers on the real dev set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from lexray.text.bench import error_discrimination, evaluate_bench, load_bench, retrieval_hits
+
+
+def _naive_hits(q, pool, k):
+    hits = 0
+    for i in range(len(q)):
+        sims = [
+            float(q[i] @ pool[j] / (np.linalg.norm(q[i]) * np.linalg.norm(pool[j]))) for j in range(len(pool))
+        ]
+        ahead = sum(1 for j, s in enumerate(sims) if j != i and s >= sims[i])
+        hits += ahead < k
+    return hits / len(q)
+
+
+def test_retrieval_hits_matches_naive():
+    rng = np.random.default_rng(0)
+    q, pool = rng.normal(size=(30, 8)), rng.normal(size=(30, 8))
+    q[:10] = pool[:10] + 0.1 * rng.normal(size=(10, 8))
+    got = retrieval_hits(q, pool, (1, 5, 10))
+    for k in (1, 5, 10):
+        assert got[k] == pytest.approx(_naive_hits(q, pool, k))
+
+
+def test_ties_count_against_the_query():
+    pool = np.array([[1.0, 0.0], [1.0, 0.0]])
+    assert retrieval_hits(pool, pool, (1, 2)) == {1: 0.0, 2: 1.0}
+
+
+def test_error_discrimination_matches_naive():
+    rng = np.random.default_rng(1)
+    a, c, e = rng.normal(size=(20, 6)), rng.normal(size=(20, 6)), rng.normal(size=(20, 3, 6))
+
+    def cos(x, y):
+        return x @ y / (np.linalg.norm(x) * np.linalg.norm(y))
+
+    naive = np.mean([all(cos(a[i], c[i]) > cos(a[i], e[i, j]) for j in range(3)) for i in range(20)])
+    assert error_discrimination(a, c, e) == pytest.approx(naive)
+
+
+def test_evaluate_bench_perfect_and_word_matching_encoders(tmp_path):
+    rows = [
+        {
+            "id": f"R{i}",
+            "findings": f"finding {i}",
+            "impression": f"impression {i}",
+            "shorthand": f"sh {i}",
+            "impression_only": f"io {i}",
+            "restyled": f"re {i}",
+            "errors": [{"type": "negation", "text": f"err{j} {i}"} for j in range(3)],
+        }
+        for i in range(5)
+    ]
+    path = tmp_path / "b.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    items = load_bench(path)
+    assert items[0].original == "finding 0 impression 0"
+
+    def oracle(texts):  # embeds by the report number, errors far away: a perfect encoder
+        out = np.zeros((len(texts), 12))
+        for r, t in enumerate(texts):
+            n = int(t.split()[-1])
+            out[r, n] = 1.0
+            if t.startswith("err"):
+                out[r, 6 + int(t[3])] = 5.0
+        return out
+
+    m = evaluate_bench(oracle, items)
+    assert m["shorthand_R@1"] == 1.0 and m["restyled_R@5"] == 1.0 and m["errdisc_orig_acc"] == 1.0
+
+
+def test_load_bench_names_missing_field(tmp_path):
+    path = tmp_path / "b.jsonl"
+    path.write_text(json.dumps({"id": "x", "findings": "a"}) + "\n")
+    with pytest.raises(ValueError, match="b.jsonl:1: missing field"):
+        load_bench(path)
+
+
+@pytest.mark.slow
+def test_minilm_reproduces_readme_reference(textbench_dev, minilm_dir):
+    from lexray.text import TextEncoder
+
+    enc = TextEncoder.from_pretrained(str(minilm_dir))
+    m = evaluate_bench(lambda t: enc.encode(t, batch_size=32), load_bench(textbench_dev))
+    got = [
+        round(m[k], 2)
+        for k in (
+            "shorthand_R@1",
+            "impression_only_R@1",
+            "restyled_R@1",
+            "errdisc_orig_acc",
+            "errdisc_shorthand_acc",
+        )
+    ]
+    assert got == [0.91, 0.62, 0.85, 0.11, 0.18]
