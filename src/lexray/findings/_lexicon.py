@@ -392,25 +392,36 @@ TERMS: tuple[Term, ...] = (
                 "pleural scarring",
                 "pleural calcification",
                 "fibrothorax",
-                "apical pleural thickening",
                 "pleural-parenchymal scarring",
                 "pleuroparenchymal scarring",
                 "pleural parenchymal scarring",
-                "apical cap",
                 "pleural reaction",
             ),
             "thickened pleura",
         ),
+    ),
+    Term(
+        "Pleural Other",
+        "Pleural Other",
+        phrases=_pl("apical pleural thickening", "apical cap", "apical pleural cap"),
+        implied={"location": "apex"},
     ),
     # --- bones -----------------------------------------------------------------------------------
     Term(
         "Fracture",
         "Fracture",
         phrases=(
-            *_pl("fracture", "fx", "rib fracture", "compression fracture", "fracture deformity"),
+            *_pl("fracture", "fx", "fracture deformity"),
             "fractured",
-            "fractures",
         ),
+    ),
+    # the site is part of the phrase
+    Term("Fracture", "Fracture", phrases=_pl("rib fracture", "rib fx"), implied={"location": "rib"}),
+    Term(
+        "Fracture",
+        "Fracture",
+        phrases=_pl("compression fracture", "vertebral fracture", "vertebral body fracture"),
+        implied={"location": "spine"},
     ),
     # --- devices ---------------------------------------------------------------------------------
     Term(

@@ -224,7 +224,9 @@ class Labeler:
             if status_cue is not None:
                 cue_spans["status"] = status_cue
             for attr, (value, start, end) in attached.get(target.start, {}).items():
-                attrs.setdefault(attr, value)
+                if attr in attrs:  # the finding phrase itself names it ("rib fracture")
+                    continue
+                attrs[attr] = value
                 cue_spans[attr] = (doc[start].idx, doc[end - 1].idx + len(doc[end - 1]))
             mentions.append(
                 Mention(
