@@ -284,3 +284,44 @@ def test_paper_config_code_path_on_tiny_llama(tiny_llama_dir, manifest, tmp_path
     assert enc.config.instruction == cfg.encoder.instruction
     assert enc.encode(["lungs are clear"]).shape == (1, 32)
     assert LoraSettings().r == 16
+
+
+class _FakeAccelerator:
+    """Two processes seen from rank 1: gather puts a fixed 'other process' block before the local rows."""
+
+    num_processes, process_index = 2, 1
+
+    def __init__(self, other: torch.Tensor) -> None:
+        self.other = other
+
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.other.to(x.dtype), x])
+
+
+def test_gather_with_grad_keeps_local_gradient_and_offset():
+    from lexray.text.contrastive import gather_with_grad
+
+    other = torch.randn(3, 4)
+    local = torch.randn(3, 4, requires_grad=True)
+    merged, offset = gather_with_grad(local, _FakeAccelerator(other))
+    assert offset == 3 and merged.shape == (6, 4)
+    assert torch.equal(merged[:3], other) and torch.equal(merged[3:], local.detach())
+    anchors = torch.randn(3, 4, requires_grad=True)
+    InfoNCELoss(scale=10.0)(anchors, merged, offset=offset)["infonce"].backward()
+    assert local.grad is not None and local.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_smollm2_real_weights_bidirectional_and_trainable(smollm2_dir):
+    enc = TextEncoder.from_pretrained(
+        str(smollm2_dir), max_length=64, lora={"enabled": True, "last_n_layers": 2}
+    )
+    assert all(not layer.self_attn.is_causal for layer in enc.base_model().layers)
+    a = enc.tokenize(["Lungs are clear.", "No pneumothorax or pleural effusion is seen today."])
+    b = enc.tokenize(["Lungs are normal.", "No pneumothorax or pleural effusion is seen today."])
+    with torch.no_grad():
+        ha, hb = enc.token_states(a), enc.token_states(b)
+    assert not torch.allclose(ha[0, 0], hb[0, 0], atol=1e-5)  # a later token changed the first output
+    out = enc(a)
+    out.sum().backward()
+    assert all("lora_" in n for n, p in enc.named_parameters() if p.grad is not None)
