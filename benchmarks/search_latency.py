@@ -245,11 +245,13 @@ def main() -> None:
     p.add_argument("--noise", type=float, default=0.3, help="isotropic noise added to every point (rank > 0)")
     p.add_argument("--queries", type=int, default=1000, help="queries for HNSW latency and recall")
     p.add_argument(
-        "--exact-queries", type=int, default=200, help="queries for exact latency (each scans all n)"
+        "--exact-queries", type=int, default=100, help="queries for exact latency (each scans all n)"
     )
     p.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node")
-    p.add_argument("--ef-construction", type=int, default=40, help="HNSW build candidate list")
-    p.add_argument("--ef-search", type=int, nargs="+", default=[16, 32, 64, 128, 256], help="efSearch values")
+    p.add_argument("--ef-construction", type=int, default=100, help="HNSW build candidate list")
+    p.add_argument(
+        "--ef-search", type=int, nargs="+", default=[32, 64, 128, 256, 512], help="efSearch values"
+    )
     p.add_argument("--threads", type=int, default=2, help="FAISS / torch threads")
     p.add_argument("--api", action="store_true", help="also measure the HTTP image-query latency")
     p.add_argument("--skip-vectors", action="store_true", help="only the API part")
