@@ -162,3 +162,14 @@ def test_unreachable_judge_names_the_fix():
     cfg = JudgeConfig(base_url=f"http://127.0.0.1:{port}/v1", retries=0, timeout_s=2)
     with pytest.raises(JudgeError, match="OpenAI-compatible"):
         green_scores(["r"], ["c"], cfg, progress=False)
+
+
+def test_green_judge_inside_report_metrics(judge_url, keyword_labeler):
+    from lexray.evaluate.generation import GenerationConfig, report_metrics
+
+    cfg = GenerationConfig(green="judge", judge=JudgeConfig(base_url=judge_url, retries=0))
+    out = report_metrics(["CASE-GOOD edema", "CASE-PARTIAL"], ["edema", "effusion"], cfg, keyword_labeler)
+    assert out["green"]["green"] == pytest.approx(0.5)
+    # The judge saw the reference as "Reference Report" and the retrieved text as "Candidate Report".
+    prompt = _FakeJudge.seen[0][2]["messages"][0]["content"]
+    assert "Reference Report:\n    edema" in prompt and "Candidate Report:\n    CASE-GOOD edema" in prompt
