@@ -148,3 +148,23 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
     assert bad_key.exit_code == 2 and "unknown key colour" in bad_key.output
     missing = runner.invoke(app, ["variants", "stats", str(tmp_path / "nothing")])
     assert missing.exit_code == 2 and "no variant store" in missing.output
+
+
+def test_one_broken_study_does_not_end_the_run(tmp_path: Path, labeler, monkeypatch) -> None:
+    from lexray.variants import rules
+
+    original = rules.render_rule_style
+
+    def flaky(study, style, seed):
+        if study.study_id == "abn-3":
+            raise RuntimeError("simulated bug")
+        return original(study, style, seed)
+
+    monkeypatch.setattr(rules, "render_rule_style", flaky)
+    store = VariantStore(tmp_path)
+    cfg = VariantsConfig(styles=("headerless",), chunk_size=4)
+    summary = generate_variants(HANDWRITTEN, cfg, store, labeler=labeler, progress=False)
+    assert summary.written == len(HANDWRITTEN) - 1 and summary.failures == 1
+    assert "abn-3" not in {r.study_id for r in store.read()}
+    (failure,) = store.read_failures()
+    assert failure["study_id"] == "abn-3" and failure["reason"] == "internal error: RuntimeError: simulated bug"

@@ -10,8 +10,13 @@
 """
 
 from lexray.variants._text import source_text, split_sentences
-from lexray.variants.checks import Change, check_equivalent, check_error, diff_labels
+from lexray.variants.backends import ChatResult, HFChatBackend, OpenAIChatBackend, make_backend
+from lexray.variants.checks import CachedLabeler, Change, check_equivalent, check_error, diff_labels
+from lexray.variants.config import LLMConfig, VariantsConfig
 from lexray.variants.errors import make_error_variants, make_error_variants_batch
+from lexray.variants.llm import make_llm_variants
+from lexray.variants.pipeline import generate_variants, select_studies, variant_stats
+from lexray.variants.prompts import load_prompt
 from lexray.variants.record import ERROR_TYPES, LLM_STYLES, RULE_STYLES, STYLES, VariantRecord
 from lexray.variants.rules import make_rule_variants, make_rule_variants_batch, render_rule_style
 from lexray.variants.store import VariantStore
@@ -21,12 +26,24 @@ __all__ = [
     "LLM_STYLES",
     "RULE_STYLES",
     "STYLES",
+    "CachedLabeler",
     "Change",
+    "ChatResult",
+    "HFChatBackend",
+    "LLMConfig",
+    "OpenAIChatBackend",
     "VariantRecord",
     "VariantStore",
+    "VariantsConfig",
     "check_equivalent",
     "check_error",
     "diff_labels",
+    "generate_variants",
+    "load_prompt",
+    "make_backend",
+    "make_llm_variants",
+    "select_studies",
+    "variant_stats",
     "make_error_variants",
     "make_error_variants_batch",
     "make_rule_variants",

@@ -174,11 +174,17 @@ class OpenAIChatBackend:
     async def _resolve_model(self, client: httpx.AsyncClient) -> str:
         if self.model:
             return self.model
-        r = await client.get(
-            f"{self.base_url}/models", headers=self._headers(), timeout=self.config.timeout_s
-        )
-        r.raise_for_status()
-        data = r.json().get("data") or []
+        try:
+            r = await client.get(
+                f"{self.base_url}/models", headers=self._headers(), timeout=self.config.timeout_s
+            )
+            r.raise_for_status()
+            data = r.json().get("data") or []
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            raise BackendError(
+                f"cannot list models at {self.base_url}/models ({type(exc).__name__}: {exc}); "
+                "check the server, or set llm.model / LEXRAY_OPENAI_MODEL"
+            ) from exc
         if not data:
             raise BackendError(f"{self.base_url}/models lists no model; set llm.model")
         self.model = str(data[0]["id"])

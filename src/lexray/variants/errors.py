@@ -14,6 +14,7 @@ import random
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from lexray.data.study import Study
 from lexray.variants import _lexicon as lex
@@ -41,7 +42,7 @@ class _Doc:
     impression: list[str]
     text: str
     spans: list[tuple[str, int, int, int]]  # (section, index in section, start, end) per sentence
-    labels: object
+    labels: Any
 
     @property
     def sentences(self) -> list[str]:
@@ -162,10 +163,10 @@ class _Gen:
     def _only(self, k: int, obs: str) -> bool:
         return all(m.category == obs for m in self.by_sent.get(k, []))
 
-    def _rel(self, k: int, m: object) -> int:
+    def _rel(self, k: int, m: Any) -> int:
         return m.start - self.doc.spans[k][2]
 
-    def _phrase_span(self, k: int, m: object, with_status: bool) -> tuple[int, int]:
+    def _phrase_span(self, k: int, m: Any, with_status: bool) -> tuple[int, int]:
         """A mention's phrase with its attribute words (and its hedge/negation word) in sentence ``k``."""
         start, end = self._phrase_start(k, m), self._rel(k, m) + (m.end - m.start)
         cue = self._cue(k, m, "status") if with_status else None
@@ -173,7 +174,7 @@ class _Gen:
             start = cue[0]
         return start, end
 
-    def _phrase_start(self, k: int, m: object) -> int:
+    def _phrase_start(self, k: int, m: Any) -> int:
         """Start of a mention's noun phrase: its attribute words just before it ("small left effusion")."""
         start = self._rel(k, m)
         for name in ("severity", "laterality", "location", "chronicity"):
@@ -182,7 +183,7 @@ class _Gen:
                 start = cue[0]
         return start
 
-    def _cue(self, k: int, m: object, name: str) -> tuple[int, int] | None:
+    def _cue(self, k: int, m: Any, name: str) -> tuple[int, int] | None:
         """The span of a mention's cue word (e.g. its laterality) relative to sentence ``k``."""
         span = (getattr(m, "cues", None) or {}).get(name)
         if span is None:

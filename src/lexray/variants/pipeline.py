@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
 from lexray.data.study import Study
-from lexray.variants.backends import ChatBackend, make_backend, parse_generator
+from lexray.variants.backends import BackendError, ChatBackend, make_backend, parse_generator
 from lexray.variants.checks import CachedLabeler, Labeler, get_default_labeler
 from lexray.variants.config import VariantsConfig
 from lexray.variants.errors import make_error_variants_batch
@@ -127,19 +127,9 @@ def generate_variants(
         log.info("resuming: %d variants already in %s", summary.skipped, store.path)
 
     bar = tqdm(total=len(todo), desc=f"variants ({generator})", unit="study", disable=not progress)
-    for i in range(0, len(todo), config.chunk_size):
-        chunk = todo[i : i + config.chunk_size]
-        records: list[VariantRecord] = []
-        failures: list[dict[str, str]] = []
-        if kind == "rules":
-            styles = [s for s in config.styles if s != ERROR_STYLE]
-            if styles:
-                records += make_rule_variants_batch(chunk, styles, config.seed, labeler, config.attributes)
-            if ERROR_STYLE in config.styles and config.error_types:
-                records += make_error_variants_batch(
-                    chunk, config.error_types, config.seed, labeler, config.max_candidates, config.attributes
-                )
-        else:
+
+    def make(chunk: list[Study]) -> tuple[list[VariantRecord], list[dict[str, str]]]:
+        if kind != "rules":
             outcome = make_llm_variants(
                 chunk,
                 config.styles,
@@ -151,7 +141,20 @@ def generate_variants(
                 max_length_ratio=config.llm.max_length_ratio,
                 skip=done,
             )
-            records, failures = outcome.records, outcome.failures
+            return outcome.records, outcome.failures
+        records: list[VariantRecord] = []
+        styles = [s for s in config.styles if s != ERROR_STYLE]
+        if styles:
+            records += make_rule_variants_batch(chunk, styles, config.seed, labeler, config.attributes)
+        if ERROR_STYLE in config.styles and config.error_types:
+            records += make_error_variants_batch(
+                chunk, config.error_types, config.seed, labeler, config.max_candidates, config.attributes
+            )
+        return records, []
+
+    for i in range(0, len(todo), config.chunk_size):
+        chunk = todo[i : i + config.chunk_size]
+        records, failures = _guarded(make, chunk, generator)
         # A study whose other styles were done earlier comes back whole: keep only the missing keys.
         records = [r for r in records if r.key not in done]
         summary.written += store.add(records)
@@ -164,6 +167,42 @@ def generate_variants(
         bar.update(len(chunk))
     bar.close()
     return summary
+
+
+_Made = tuple[list[VariantRecord], list[dict[str, str]]]
+
+
+def _guarded(make: Callable[[list[Study]], _Made], chunk: list[Study], generator: str) -> _Made:
+    """Run ``make`` on a chunk; when it raises, study by study, so one bad record cannot end a long run.
+
+    Backend errors (server unreachable, bad configuration) still stop the run: every study would fail.
+    """
+    try:
+        return make(chunk)
+    except BackendError:
+        raise
+    except Exception as exc:  # isolate the study that breaks, record it, go on
+        if len(chunk) == 1:
+            study = chunk[0]
+            log.warning("study %s skipped: %s: %s", study.study_id, type(exc).__name__, exc)
+            reason = f"internal error: {type(exc).__name__}: {exc}"
+            return [], [
+                {
+                    "study_id": study.study_id,
+                    "style": "*",
+                    "error_type": "",
+                    "generator": generator,
+                    "prompt_version": "",
+                    "reason": reason,
+                }
+            ]
+    records: list[VariantRecord] = []
+    failures: list[dict[str, str]] = []
+    for study in chunk:
+        r, f = _guarded(make, [study], generator)
+        records += r
+        failures += f
+    return records, failures
 
 
 def _reason_class(reason: str) -> str:

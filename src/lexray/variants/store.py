@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from lexray.variants.record import VariantRecord
 
@@ -141,7 +142,7 @@ class VariantStore:
         return out
 
 
-def _drop_torn_tail(f) -> None:  # noqa: ANN001 - a binary file object opened "a+b"
+def _drop_torn_tail(f: BinaryIO) -> None:
     """Cut an unterminated last line (a write torn by a crash) so the next record starts cleanly."""
     f.seek(0, os.SEEK_END)
     size = f.tell()
