@@ -286,3 +286,29 @@ def test_text_only_index_still_lists_images(tmp_path, toy_run, toy_module, corpu
     assert [r.image_id for r in idx.study_images("s4")] == ["s4_0", "s4_1"]
     with pytest.raises(KeyError, match="no image vectors"):
         idx.search("image", np.zeros((1, 32), np.float32), 3)
+
+
+def test_measure_recall_excludes_the_query_itself():
+    import faiss
+
+    from lexray.index._faiss import measure_recall
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    exact = faiss.IndexFlatIP(16)
+    exact.add(x)
+    assert measure_recall(exact, x, 50) is None
+
+    class SelfOnly:
+        """Returns each stored query first, then arbitrary ids: only the trivial hit is right."""
+
+        def search(self, q, k):
+            ids = np.array([[int(np.argmax(x @ v))] + list(range(290, 290 + k - 1)) for v in q])
+            return np.zeros(ids.shape, np.float32), ids
+
+    assert measure_recall(SelfOnly(), x, 50) < 0.1  # self matches do not count
+    hnsw = faiss.IndexHNSWFlat(16, 16, faiss.METRIC_INNER_PRODUCT)
+    hnsw.add(x)
+    hnsw.hnsw.efSearch = 300
+    assert measure_recall(hnsw, x, 50) == pytest.approx(1.0)
