@@ -7,7 +7,7 @@ import pytest
 
 from lexray.findings import CHEXPERT_OBSERVATIONS, Labeler, Mention, ReportLabels, get_labeler
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*W036:UserWarning")
+pytestmark = pytest.mark.filterwarnings("error:.*W036:UserWarning")  # no per-document spaCy warnings
 
 
 @pytest.fixture(scope="module")

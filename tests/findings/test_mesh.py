@@ -21,7 +21,7 @@ from lexray.findings.mesh import (
     split_mesh,
 )
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*W036:UserWarning")
+pytestmark = pytest.mark.filterwarnings("error:.*W036:UserWarning")  # no per-document spaCy warnings
 
 
 def test_headings_map_by_their_first_part() -> None:

@@ -12,7 +12,7 @@ from lexray.cli.main import app
 from lexray.findings import get_labeler
 from lexray.findings.runs import LabelRunConfig, iter_records, label_counts, label_file, rejects_path
 
-pytestmark = pytest.mark.filterwarnings("ignore:.*W036:UserWarning")
+pytestmark = pytest.mark.filterwarnings("error:.*W036:UserWarning")  # no per-document spaCy warnings
 
 
 def _jsonl(path: Path, rows: list[object]) -> Path:

@@ -19,6 +19,7 @@ class Term:
     category: str | None  # CheXpert parent; None for findings outside the 14 classes
     phrases: tuple[str, ...] = ()  # literal phrases (case-insensitive, token-aligned)
     regexes: tuple[str, ...] = ()  # regular expressions over the text (case-insensitive)
+    patterns: tuple[list[dict[str, object]], ...] = ()  # spaCy token patterns
     status: str | None = None  # fixed status for statements of normality ("heart size is normal")
     implied: dict[str, str] = field(default_factory=dict)  # attributes the phrase itself carries
 
@@ -411,9 +412,10 @@ TERMS: tuple[Term, ...] = (
         "Fracture",
         "Fracture",
         phrases=(
-            *_pl("fracture", "fx", "fracture deformity"),
+            *_pl("fracture", "fracture deformity"),
             "fractured",
         ),
+        patterns=([{"LOWER": {"IN": ["fx", "fxs", "fx."]}}],),
     ),
     # the site is part of the phrase
     Term("Fracture", "Fracture", phrases=_pl("rib fracture", "rib fx"), implied={"location": "rib"}),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -34,10 +33,6 @@ from lexray.findings import _lexicon as lex
 from lexray.findings.labels import Mention, ReportLabels, Status, aggregate
 
 logger = logging.getLogger(__name__)
-
-# medspaCy's matchers keep an empty spaCy token Matcher next to their phrase matcher; spaCy warns
-# (W036) on every document it is called on, which would flood the logs of a long run.
-warnings.filterwarnings("ignore", message=r"\[W036\]", category=UserWarning)
 
 _STATUS_OF_CATEGORY: dict[str, Status] = {
     lex.NEG: "negative",
@@ -93,13 +88,15 @@ class Labeler:
         sectionizer: Sectionizer = nlp.add_pipe(
             "medspacy_sectionizer", config={"rules": None, "apply_sentence_boundary": True}
         )
-        sectionizer.add(
-            [
-                SectionRule(f"{header}:", category=category)
-                for category, headers in lex.SECTION_HEADERS.items()
-                for header in headers
-            ]
-        )
+        # One-word headers as a token pattern per section, longer ones as phrases. (Every medspaCy
+        # matcher below gets at least one token pattern: with none, spaCy warns W036 on every doc.)
+        section_rules = []
+        for category, headers in lex.SECTION_HEADERS.items():
+            words = [h for h in headers if " " not in h]
+            pattern = [{"LOWER": {"IN": words}}, {"TEXT": ":"}]
+            section_rules.append(SectionRule(f"{category}:", category=category, pattern=pattern))
+            section_rules += [SectionRule(f"{h}:", category=category) for h in headers if " " in h]
+        sectionizer.add(section_rules)
         matcher: TargetMatcher = nlp.add_pipe("medspacy_target_matcher")
         rules = []
         for term in lex.TERMS:
@@ -111,6 +108,7 @@ class Labeler:
             }
             label = "NORMAL" if term.status else "FINDING"
             rules += [TargetRule(p, label, metadata=meta) for p in dict.fromkeys(term.phrases)]
+            rules += [TargetRule(term.observation, label, pattern=p, metadata=meta) for p in term.patterns]
             if term.regexes:
                 # one alternation per term: medspaCy's regex matcher rebuilds the doc text for every pattern
                 pattern = "|".join(f"(?:{r})" for r in term.regexes)
