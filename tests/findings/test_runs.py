@@ -43,6 +43,16 @@ def test_jsonl_in_labels_out_with_rejects(tmp_path: Path) -> None:
     assert counts["Pleural Effusion"]["positive"] == 1 and counts["Pneumothorax"]["negative"] == 1
 
 
+def test_overlong_report_is_rejected_not_fatal(tmp_path: Path) -> None:
+    src = _jsonl(
+        tmp_path / "r.jsonl",
+        [{"study_id": "big", "report": "x" * 1_000_001}, {"study_id": "ok", "report": "No effusion."}],
+    )
+    stats = label_file(src, tmp_path / "labels.jsonl")
+    assert (stats.labelled, stats.rejected) == (1, 1)
+    assert json.loads(rejects_path(stats.out).read_text(encoding="utf-8"))["reason"] == "too_long"
+
+
 def test_text_file_one_report_per_line(tmp_path: Path) -> None:
     src = tmp_path / "reports.txt"
     src.write_text("Cardiomegaly.\nNo acute disease.\n", encoding="utf-8")

@@ -125,6 +125,11 @@ def label_file(
             elif not isinstance(text, str):
                 detail = f"field {config.text!r} is {type(text).__name__}, not text; choose it with --set text=FIELD"
                 rejects.append({"id": rid, "reason": "no_text", "detail": detail})
+            elif len(text) > labeler.nlp.max_length:
+                detail = (
+                    f"{len(text)} characters, more than spaCy's limit of {labeler.nlp.max_length}; split it"
+                )
+                rejects.append({"id": rid, "reason": "too_long", "detail": detail})
             else:
                 pending_ids.append(rid)
                 yield text
