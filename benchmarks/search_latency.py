@@ -108,7 +108,7 @@ def vectors_part(args: argparse.Namespace) -> None:
     _, truth = exact.search(queries, 10)  # batched ground truth
     print(f"exact ground truth (batched): {time.perf_counter() - t0:.1f} s")
     exact_ms, exact_ids = one_at_a_time(exact, queries[: args.exact_queries], 10)
-    rows = [("exact (IndexFlatIP)", "-", exact_ms, recall_at_k(exact_ids, truth[: args.exact_queries]))]
+    rows = [("exact (IndexFlatIP)", "", exact_ms, recall_at_k(exact_ids, truth[: args.exact_queries]))]
 
     t0 = time.perf_counter()
     hnsw = build(
@@ -120,10 +120,26 @@ def vectors_part(args: argparse.Namespace) -> None:
         hnsw.hnsw.efSearch = ef
         one_at_a_time(hnsw, queries[:50], 10)  # warm caches
         ms, ids = one_at_a_time(hnsw, queries, 10)
-        rows.append((f"HNSW M={args.hnsw_m}", str(ef), ms, recall_at_k(ids, truth)))
+        rows.append((f"HNSW M={args.hnsw_m}", f"efSearch={ef}", ms, recall_at_k(ids, truth)))
+    del hnsw
+
+    if args.ivfpq:
+        t0 = time.perf_counter()
+        cfg = FaissConfig(kind="ivfpq", ivf_nlist=args.ivf_nlist, pq_m=args.pq_m, pq_nbits=8)
+        ivf = build(base, cfg)
+        print(
+            f"IVF-PQ build (nlist={args.ivf_nlist}, PQ {args.pq_m}x8 bit): {time.perf_counter() - t0:.0f} s"
+        )
+        for nprobe in args.nprobe:
+            ivf.nprobe = nprobe
+            one_at_a_time(ivf, queries[:50], 10)
+            ms, ids = one_at_a_time(ivf, queries, 10)
+            rows.append(
+                (f"IVF-PQ {args.ivf_nlist}/{args.pq_m}x8", f"nprobe={nprobe}", ms, recall_at_k(ids, truth))
+            )
 
     print()
-    print("| method | efSearch | p50 ms | p99 ms | recall@10 | queries |")
+    print("| method | search parameter | p50 ms | p99 ms | recall@10 | queries |")
     print("|---|---|---|---|---|---|")
     for name, ef, ms, rec in rows:
         print(
@@ -252,6 +268,10 @@ def main() -> None:
     p.add_argument(
         "--ef-search", type=int, nargs="+", default=[32, 64, 128, 256, 512], help="efSearch values"
     )
+    p.add_argument("--ivfpq", action="store_true", help="also build and time IVF-PQ")
+    p.add_argument("--ivf-nlist", type=int, default=1024, help="IVF-PQ coarse cells")
+    p.add_argument("--pq-m", type=int, default=32, help="IVF-PQ sub-quantisers")
+    p.add_argument("--nprobe", type=int, nargs="+", default=[8, 32, 128], help="IVF-PQ cells visited")
     p.add_argument("--threads", type=int, default=2, help="FAISS / torch threads")
     p.add_argument("--api", action="store_true", help="also measure the HTTP image-query latency")
     p.add_argument("--skip-vectors", action="store_true", help="only the API part")
