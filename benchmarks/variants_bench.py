@@ -103,6 +103,10 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=256)
     parser.add_argument("--llm", type=int, default=0, help="studies for the SmolLM2 LLM rows (0 = skip)")
     parser.add_argument("--llm-tokens", type=int, default=96)
+    parser.add_argument(
+        "--llm-out", type=Path, default=None, help="also write the LLM records to this store dir"
+    )
+    parser.add_argument("--skip-rules", action="store_true", help="only the LLM rows")
     args = parser.parse_args()
     console = Console(width=160)
 
@@ -111,47 +115,56 @@ def main() -> None:
     labeler = Labeler()
     labeler("warm-up.")
 
-    start = time.perf_counter()
-    ours = _ours(train, labeler, args.chunk)
-    t_ours = time.perf_counter() - start
-    base_set = train[: args.baseline_studies]
-    start = time.perf_counter()
-    base = _baseline(base_set, labeler)
-    t_base = time.perf_counter() - start
-    # The two paths must agree on what they make.
-    same = {r.key: r for r in ours if r.study_id in {s.study_id for s in base_set}}
-    agree = sum(same[r.key] == r for r in base)
+    if not args.skip_rules:
 
-    speed = Table(
-        "path",
-        "studies",
-        "variants",
-        "seconds",
-        "studies/s",
-        "variants/s",
-        title="rule variants (7 styles + 8 error types)",
-    )
-    speed.add_row(
-        "ours: batched pipe + memo",
-        str(len(train)),
-        str(len(ours)),
-        f"{t_ours:.1f}",
-        f"{len(train) / t_ours:.1f}",
-        f"{len(ours) / t_ours:.0f}",
-    )
-    speed.add_row(
-        "baseline: per study, __call__ per text",
-        str(len(base_set)),
-        str(len(base)),
-        f"{t_base:.1f}",
-        f"{len(base_set) / t_base:.1f}",
-        f"{len(base) / t_base:.0f}",
-    )
-    console.print(speed)
-    console.print(
-        f"speed-up {len(train) / t_ours / (len(base_set) / t_base):.1f}x; baseline records identical to ours: {agree}/{len(base)}"
-    )
-    console.print(_rate_table(f"rules on {len(train)} Open-i train reports", ours))
+        def timed(fn, *fargs):
+            wall, cpu = time.perf_counter(), time.process_time()
+            out = fn(*fargs)
+            return out, time.perf_counter() - wall, time.process_time() - cpu
+
+        speed = Table(
+            "path",
+            "studies",
+            "variants",
+            "wall s",
+            "CPU s",
+            "studies/s (wall)",
+            "studies/s (CPU)",
+            title="rule variants (7 styles + 8 error types), labeler included",
+        )
+
+        def row(name: str, n: int, records, wall: float, cpu: float) -> None:
+            speed.add_row(
+                name,
+                str(n),
+                str(len(records)),
+                f"{wall:.1f}",
+                f"{cpu:.1f}",
+                f"{n / wall:.1f}",
+                f"{n / cpu:.1f}",
+            )
+
+        # Same subset, alternated twice (best of two): the machine is shared, so single timings are noisy.
+        base_set = train[: args.baseline_studies]
+        best: dict[str, tuple] = {}
+        for _ in range(2):
+            for name, fn, fargs in (
+                ("ours: batched pipe + memo", _ours, (base_set, labeler, args.chunk)),
+                ("baseline: per study, __call__ per text", _baseline, (base_set, labeler)),
+            ):
+                result_ = timed(fn, *fargs)
+                if name not in best or result_[2] < best[name][2]:
+                    best[name] = result_
+        for name, (records, wall, cpu) in best.items():
+            row(name, len(base_set), records, wall, cpu)
+        base = best["baseline: per study, __call__ per text"][0]
+        ours, wall, cpu = timed(_ours, train, labeler, args.chunk)
+        row("ours, all selected train studies", len(train), ours, wall, cpu)
+        same = {r.key: r for r in ours if r.study_id in {s.study_id for s in base_set}}
+        agree = sum(same[r.key] == r for r in base)
+        console.print(speed)
+        console.print(f"baseline records identical to ours: {agree}/{len(base)}")
+        console.print(_rate_table(f"rules on {len(train)} Open-i train reports", ours))
 
     if args.llm:
         import torch
@@ -175,6 +188,10 @@ def main() -> None:
                 fails,
             )
         )
+        if args.llm_out is not None:
+            from lexray.variants.store import VariantStore
+
+            VariantStore(args.llm_out).add(out.records)
         n = len(subset) * len(styles)
         console.print(f"LLM: {n} requests in {t_llm:.0f}s ({n / t_llm:.2f} replies/s, batch 8, 1 thread)")
 
