@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--text", default="smollm2-135m", help="text tower reference")
     parser.add_argument("--openi", type=Path, default=REPO.parent / "shared" / "data" / "openi")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

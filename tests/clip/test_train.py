@@ -92,6 +92,7 @@ def tiny_run(manifest: Path, text_dir: Path, out: Path, mode: str = "frozen", **
             "sources": [{"manifest": str(manifest), "split": "train"}],
             "val": {"manifest": str(manifest), "split": "val"},
             "augment": {"shuffle_prob": 0.5},
+            "image_augment": {"enabled": True},
         },
         "optim": {"lr": 1e-3, "warmup_steps": 2},
     }
@@ -272,3 +273,16 @@ def test_sharded_cache_fill_covers_every_text(manifest: Path, tiny_text_dir: Pat
     cache = model.attach_text_cache()
     cache.get(sorted(texts))  # raises KeyError if any text is missing
     assert cache.misses == 0
+
+
+def test_image_augmentation_is_reproducible_and_keeps_sides() -> None:
+    from lexray.clip.data import ImageAugmentConfig, augment_images
+
+    x = torch.zeros(2, 1, 32, 32)
+    x[:, :, :, 20:] = 1.0  # bright image right
+    cfg = ImageAugmentConfig(enabled=True, noise=0.0)
+    a = augment_images(x, np.random.default_rng(1), cfg)
+    b = augment_images(x, np.random.default_rng(1), cfg)
+    torch.testing.assert_close(a, b)
+    assert not torch.equal(a, x)
+    assert (a[:, :, :, 24:].mean() > 0.8) and (a[:, :, :, :12].mean() < 0.2)  # never flipped

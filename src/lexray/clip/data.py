@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from lexray.data.study import Study
 
@@ -63,6 +65,18 @@ class TextAugmentConfig:
 
 
 @dataclass(frozen=True)
+class ImageAugmentConfig:
+    """Random image perturbations at training time (never a horizontal flip: sides carry meaning)."""
+
+    enabled: bool = False  # apply the perturbations below
+    translate: float = 0.04  # max shift as a fraction of the side, each axis
+    scale: float = 0.06  # max zoom in or out (fraction)
+    rotate: float = 4.0  # max rotation in degrees (patient positioning)
+    contrast: float = 0.15  # max relative change of contrast (exposure)
+    noise: float = 0.03  # standard deviation of added noise, in normalised units
+
+
+@dataclass(frozen=True)
 class ClipDataConfig:
     """Training and validation data."""
 
@@ -70,6 +84,7 @@ class ClipDataConfig:
     val: SourceConfig | None = None  # validation pairs (retrieval every eval_every steps)
     max_val: int = 0  # cap on validation studies (0 = all)
     augment: TextAugmentConfig = field(default_factory=TextAugmentConfig)  # text augmentation
+    image_augment: ImageAugmentConfig = field(default_factory=ImageAugmentConfig)  # image augmentation
     cache_images: bool = True  # keep decoded, preprocessed images in memory after the first read
 
 
@@ -269,6 +284,27 @@ class BatchPlanner:
                     current, keys = [], set()
         self._plans = {epoch: batches}
         return batches
+
+
+def augment_images(pixels: torch.Tensor, rng: np.random.Generator, cfg: ImageAugmentConfig) -> torch.Tensor:
+    """Randomly shift, zoom, rotate and re-expose a batch (B, C, H, W); ``rng`` makes it reproducible."""
+    b = pixels.shape[0]
+    angle = np.deg2rad(rng.uniform(-cfg.rotate, cfg.rotate, b))
+    zoom = 1.0 + rng.uniform(-cfg.scale, cfg.scale, b)
+    shift = rng.uniform(-cfg.translate, cfg.translate, (b, 2)) * 2  # affine_grid works in [-1, 1]
+    cos, sin = np.cos(angle) / zoom, np.sin(angle) / zoom
+    theta = np.stack(
+        [np.stack([cos, -sin, shift[:, 0]], 1), np.stack([sin, cos, shift[:, 1]], 1)], 1
+    )  # (B, 2, 3)
+    theta_t = torch.as_tensor(theta, dtype=pixels.dtype, device=pixels.device)
+    grid = F.affine_grid(theta_t, list(pixels.shape), align_corners=False)
+    # Border padding: the film edge is repeated rather than a black frame the model could key on.
+    out = F.grid_sample(pixels, grid, padding_mode="border", align_corners=False)
+    gain = torch.as_tensor(1.0 + rng.uniform(-cfg.contrast, cfg.contrast, (b, 1, 1, 1)), dtype=pixels.dtype)
+    mean = out.mean(dim=(1, 2, 3), keepdim=True)
+    out = (out - mean) * gain.to(out.device) + mean
+    noise = torch.as_tensor(rng.standard_normal(out.shape) * cfg.noise, dtype=pixels.dtype, device=out.device)
+    return out + noise
 
 
 def write_skipped(skipped: Sequence[tuple[str, str, str]], path: Path) -> None:

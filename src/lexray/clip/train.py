@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -41,6 +42,7 @@ from lexray.clip.data import (
     Draw,
     Pair,
     SourceConfig,
+    augment_images,
     load_pairs,
     load_variants,
     write_skipped,
@@ -331,7 +333,12 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
                     log.warning("skipping an unreadable image (%d so far): %s", images.failures, exc)
             if len(pixels) < 2:
                 continue
-            batch_pixels = torch.stack(pixels).to(accelerator.device)  # (B, C, S, S)
+            batch_pixels = torch.stack(pixels)  # (B, C, S, S)
+            if config.data.image_augment.enabled:
+                # Seeded by the batch's position, so a resumed run perturbs identically.
+                rng = np.random.default_rng([config.seed, state.epoch, 2, state.batch])
+                batch_pixels = augment_images(batch_pixels, rng, config.data.image_augment)
+            batch_pixels = batch_pixels.to(accelerator.device)
             text_in = raw.text_features(texts) if cached_text else raw.text_tower.tokenize(texts)
             sync = micro == config.grad_accum - 1
             with accelerator.no_sync(model) if not sync else nullcontext(), accelerator.autocast():
@@ -422,7 +429,8 @@ def fill_text_cache(
     for source in sources:
         pairs, _ = load_pairs(source)
         texts.update(p.text(config.data.augment.format) for p in pairs)
-    mine = sorted(texts)[shard::num_shards]
+    # Similar lengths per chunk: batches are padded to their longest text.
+    mine = sorted(sorted(texts)[shard::num_shards], key=len)
     chunk = 64
     for start in tqdm(
         range(0, len(mine), chunk), desc=f"text features {shard + 1}/{num_shards}", unit="chunk"

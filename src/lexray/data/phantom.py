@@ -384,7 +384,7 @@ def render_phantom(findings: PhantomFindings, study_id: str, size: int = 256) ->
     rib_zone *= np.abs(dx) > 0.03
     for side in findings.fracture:  # a dark gap across one mid-zone rib, lateral
         gx = a.cx + side_sign(side) * (a.lung_gap + 1.5 * a.lung_half)
-        gap = (np.abs(x - gx) < 0.006) & (np.abs(y - (a.apex + 0.3 * (a.dome - a.apex))) < a.rib_spacing)
+        gap = (np.abs(x - gx) < 0.015) & (np.abs(y - (a.apex + 0.3 * (a.dome - a.apex))) < a.rib_spacing)
         ribs = ribs * ~gap
     img = img + 0.09 * ribs * rib_zone
     for side in SIDES:
@@ -427,7 +427,7 @@ def render_phantom(findings: PhantomFindings, study_id: str, size: int = 256) ->
         zx, zy = zone_center(side, zone)
         mask = lung_masks[side]
         if kind == "atelectasis":  # plate-like: a thin, slightly tilted band
-            band = np.exp(-(((y - zy - 0.15 * (x - zx)) / 0.012) ** 2)) * (
+            band = np.exp(-(((y - zy - 0.15 * (x - zx)) / 0.018) ** 2)) * (
                 np.abs(x - zx) < 0.55 * a.lung_half
             )
             img = img + 0.3 * band * mask
@@ -441,7 +441,8 @@ def render_phantom(findings: PhantomFindings, study_id: str, size: int = 256) ->
         zx, zy = zone_center(side, zone)
         zx += frng.uniform(-0.04, 0.04)
         zy += frng.uniform(-0.03, 0.03)
-        radius, strength = {"nodule": (0.014, 0.3), "mass": (0.045, 0.38), "granuloma": (0.008, 0.55)}[kind]
+        # Sizes are exaggerated a little so a 64 px tower still sees a nodule (2 px) and a granuloma.
+        radius, strength = {"nodule": (0.022, 0.32), "mass": (0.055, 0.38), "granuloma": (0.016, 0.6)}[kind]
         disc = np.clip((radius - np.hypot(x - zx, y - zy)) / 0.004, 0, 1)
         img = img + strength * disc
 
@@ -457,7 +458,7 @@ def render_phantom(findings: PhantomFindings, study_id: str, size: int = 256) ->
 
     for side in findings.pleural_thickening:
         u = (x - centers[side]) / a.lung_half
-        cap = np.clip((a.apex + 0.08 * u**2 + 0.025 - y) / 0.01, 0, 1) * lung_masks[side] * (np.abs(u) < 0.9)
+        cap = np.clip((a.apex + 0.08 * u**2 + 0.045 - y) / 0.01, 0, 1) * lung_masks[side] * (np.abs(u) < 0.9)
         img = img + 0.18 * cap
 
     img = _draw_devices(img, x, y, a, findings.devices, frng)
