@@ -167,4 +167,6 @@ def test_one_broken_study_does_not_end_the_run(tmp_path: Path, labeler, monkeypa
     assert summary.written == len(HANDWRITTEN) - 1 and summary.failures == 1
     assert "abn-3" not in {r.study_id for r in store.read()}
     (failure,) = store.read_failures()
-    assert failure["study_id"] == "abn-3" and failure["reason"] == "internal error: RuntimeError: simulated bug"
+    assert (
+        failure["study_id"] == "abn-3" and failure["reason"] == "internal error: RuntimeError: simulated bug"
+    )
