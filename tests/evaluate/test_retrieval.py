@@ -180,13 +180,13 @@ def test_hit_curve_matches_hit_at_k():
 
 
 def test_large_positive_groups_are_split_into_small_blocks():
-    # One huge duplicate group: the positive-score budget (block_bytes / 20) forces one query per block.
+    # One huge duplicate group: the positive budget (block_bytes / 64) forces one query per block.
     rng = np.random.default_rng(3)
     q = int_embeddings(rng, 30, 2)
     k = int_embeddings(rng, 120, 2)
     kg = np.r_[np.zeros(100, int), np.arange(1, 21)]
     qg = np.r_[np.zeros(20, int), np.arange(1, 11)]
-    for block in (20 * 100, 20 * 150, 4 * 120 * 30):
+    for block in (64 * 100, 64 * 150, 64 * 120 * 30):
         res = retrieval_ranks(q, k, qg, kg, block_bytes=block, recall_ks=(1, 5))
         want, hits = naive_ranks(q, k, qg, kg, ks=(1, 5))
         np.testing.assert_array_equal(res.ranks, want)

@@ -185,11 +185,11 @@ def retrieval_ranks(
     rows_per_block = min(rows_per_block, len(q))
     score_buf = torch.empty((rows_per_block, n_u), dtype=torch.float32)
     ahead_buf = torch.empty((rows_per_block, n_u), dtype=torch.bool)
-    # Blocks also bound the gathered positive scores (~20 bytes each): a duplicate-aware query whose
-    # report is one of 30,000 identical "normal" reports has 30,000 positives.
+    # Blocks also bound the gathered positives (index, score and temporaries: ~64 bytes each): a
+    # duplicate-aware query whose report is one of 30,000 identical "normal" reports has 30,000.
     pos_per_query = (g_ptr[qg + 1] - g_ptr[qg]).astype(np.int64)
     cum_pos = np.concatenate([[0], np.cumsum(pos_per_query)])
-    pos_budget = max(1, block_bytes // 20)
+    pos_budget = max(1, block_bytes // 64)
     bounds = [0]
     while bounds[-1] < len(q):
         s = bounds[-1]
