@@ -425,6 +425,8 @@ class TextEncoder(nn.Module):
         if merge:
             backbone = copy.deepcopy(self.backbone).merge_and_unload() if self.has_lora else self.backbone
             backbone.save_pretrained(out / MODEL_DIR, safe_serialization=True)
+            # model/ is then a complete transformers directory (usable as a base model of a new run).
+            self.tokenizer.save_pretrained(out / MODEL_DIR)
             weights = "merged"
         elif self.has_lora:
             self.backbone.save_pretrained(out / ADAPTER_DIR, safe_serialization=True)
