@@ -155,7 +155,7 @@ def test_approximate_kinds_record_recall(tmp_path, toy_run, toy_module, corpus):
     assert 0.9 <= report.recall_at_10["image"] <= 1.0
     idx = RetrievalIndex.load(out)
     assert idx.info["faiss"]["image"]["recall_at_10_vs_exact"] == report.recall_at_10["image"]
-    assert idx.faiss_index("image").hnsw.efSearch == 64  # query-time parameter reapplied on load
+    assert idx.faiss_index("image").hnsw.efSearch == 128  # query-time parameter reapplied on load
     ivf = IndexConfig(
         model_class=toy_module,
         chunk_size=64,
