@@ -103,7 +103,7 @@ class TextDataConfig:
     )
     styles: tuple[str, ...] = ()  # rule styles to generate (empty = all the variants package offers)
     error_types: tuple[str, ...] = ()  # error types to generate (empty = all)
-    use_labeler: bool = True  # compute finding labels for false-negative masking and variant checks
+    use_labeler: bool = True  # label source reports for false-negative masking (variant checks always label)
 
 
 @dataclass(frozen=True)
