@@ -88,8 +88,9 @@ def main() -> None:
             f"{m['exact/t2i/R@10']:.1f}",
             f"{time.perf_counter() - t:.0f}",
         )
-    Console().print(table)
-    Console().print("hit@K in %; SYNTHETIC phantom images, real Open-i report text.")
+    console = Console(width=200)
+    console.print(table)
+    console.print("hit@K in %; SYNTHETIC phantom images, real Open-i report text.")
 
 
 if __name__ == "__main__":
