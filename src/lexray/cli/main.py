@@ -37,6 +37,7 @@ _COMMANDS: list[tuple[str, str, str | None]] = [
     ("index", "app", "index"),
     ("search", "search", None),
     ("serve", "serve", None),
+    ("demo", "demo", None),
 ]
 
 
