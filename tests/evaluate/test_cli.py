@@ -10,11 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from lexray.cli.main import app
+from lexray.testing import build_tiny_llama
 
-WORDS = (
-    "lungs are clear no focal consolidation pleural effusion pneumothorax heart size is normal mild "
-    "cardiomegaly left right lower upper lobe opacity atelectasis stable small large edema"
-).split()
 REPORTS = [
     "lungs are clear",
     "small left pleural effusion",
@@ -25,39 +22,6 @@ REPORTS = [
 ]
 
 
-def _tiny_llama(directory: Path) -> Path:
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "<s>", "</s>"]
-    vocab = {w: i for i, w in enumerate(specials + WORDS)}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", special_tokens=[("<s>", vocab["<s>"])]
-    )
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="<s>", eos_token="</s>"
-    )
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=64,
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    LlamaForCausalLM(config).save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
-    return directory
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     import torch
@@ -66,7 +30,7 @@ def tiny_run(tmp_path_factory) -> Path:
     from lexray.vision import VisionConfig
 
     base = tmp_path_factory.mktemp("tiny-clip")
-    text_dir = _tiny_llama(base / "llama")
+    text_dir = build_tiny_llama(base / "llama")
     torch.manual_seed(0)
     model = DualEncoder.from_config(
         DualEncoderConfig(
