@@ -12,9 +12,16 @@ def _metrics() -> dict:
     hit = {"hit@1": 1.0, "hit@5": 5.0, "hit@10": 10.0}
     return {
         "n_studies": 200,
-        "retrieval": {f"study/{m}/{d}": hit for m in ("exact", "dedup") for d in ("image_to_text", "text_to_image")},
+        "retrieval": {
+            f"study/{m}/{d}": hit for m in ("exact", "dedup") for d in ("image_to_text", "text_to_image")
+        },
         "phantom_retrieval": {"group/i2t/R@1": 40.0, "group/i2t/R@5": 70.0, "group/i2t/R@10": 80.0},
-        "generation": {"bleu1": 0.4, "bleu4": 0.1, "rougeL": 0.3, "chexpert": {"f1_micro": 0.5, "f1_macro": 0.2}},
+        "generation": {
+            "bleu1": 0.4,
+            "bleu4": 0.1,
+            "rougeL": 0.3,
+            "chexpert": {"f1_micro": 0.5, "f1_macro": 0.2},
+        },
         "robustness": {"shorthand": {"drop": {"hit@10": 2.5}}},
     }
 
@@ -64,3 +71,26 @@ def test_demo_config_recipes_parse() -> None:
     assert load_config(ClipTrainConfig, root / cfg.clip_config).model.text.mode == "frozen"
     assert load_config(EvaluateConfig, root / cfg.eval_config).split == "test"
     assert json.dumps(results_rows(_metrics()))
+
+
+def test_text_cache_key_ignores_paths_but_not_content(tmp_path: Path) -> None:
+    import dataclasses
+
+    from lexray.cli.demo import text_cache_key
+    from lexray.config import load_config
+    from lexray.text.config import TextTrainConfig
+
+    root = Path(__file__).resolve().parents[2]
+    recipe = load_config(TextTrainConfig, root / DemoConfig().text_config)
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    a.write_bytes(b"same")
+    b.write_bytes(b"same")
+    here = dataclasses.replace(recipe, output_dir="x", data=dataclasses.replace(recipe.data, manifest=str(a)))
+    there = dataclasses.replace(
+        recipe, output_dir="y", data=dataclasses.replace(recipe.data, manifest=str(b))
+    )
+    assert text_cache_key(here, a) == text_cache_key(there, b)
+    b.write_bytes(b"other")
+    assert text_cache_key(here, a) != text_cache_key(there, b)
+    longer = dataclasses.replace(here, mntp=dataclasses.replace(here.mntp, steps=here.mntp.steps + 1))
+    assert text_cache_key(longer, a) != text_cache_key(here, a)

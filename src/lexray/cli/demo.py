@@ -157,9 +157,7 @@ def stage_text(cfg: DemoConfig, manifest: Path) -> Path:
         console.print(f"reusing the given encoder {cfg.text_encoder}")
         return Path(cfg.text_encoder)
     recipe = load_config(TextTrainConfig, cfg.text_config, [f"data.manifest={manifest}", "data.openi="])
-    # The cache key is the recipe minus where it writes, plus the train studies it reads.
-    key = _recipe_hash(dataclasses.replace(recipe, output_dir=""), _file_digest(manifest))
-    run_dir = lexray_home() / "runs" / f"demo-text-{key}"
+    run_dir = lexray_home() / "runs" / f"demo-text-{text_cache_key(recipe, manifest)}"
     if is_encoder_dir(run_dir):
         console.print(f"reusing the cached encoder {run_dir}")
         return run_dir
@@ -168,6 +166,15 @@ def stage_text(cfg: DemoConfig, manifest: Path) -> Path:
 
 def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+
+
+def text_cache_key(recipe: Any, manifest: Path) -> str:
+    """Cache key of an adapted encoder: the recipe without its paths, plus the manifest's content.
+
+    Paths are left out so the same recipe on the same data is reused from any output folder.
+    """
+    portable = dataclasses.replace(recipe, output_dir="", data=dataclasses.replace(recipe.data, manifest=""))
+    return _recipe_hash(portable, _file_digest(manifest))
 
 
 @_stage("4/7 phantom CLIP: small CNN + cached frozen report tower")
