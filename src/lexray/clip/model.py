@@ -8,6 +8,7 @@ the image preprocessing, the image-tower architecture, the projection weights, a
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -110,6 +111,12 @@ class DualEncoder(nn.Module):
     @classmethod
     def from_config(cls, config: DualEncoderConfig, text_tower: TextEncoder | None = None) -> DualEncoder:
         """Build a fresh model (pretrained tower weights when the config asks for them)."""
+        encoder = Path(config.text.encoder).expanduser()
+        if encoder.is_dir():
+            # Saved with the run: a relative path would resolve against whatever directory loads it later.
+            config = dataclasses.replace(
+                config, text=dataclasses.replace(config.text, encoder=str(encoder.resolve()))
+            )
         image_tower = build_image_tower(config.vision)
         text = text_tower if text_tower is not None else build_text_tower(config)
         if text_tower is not None:

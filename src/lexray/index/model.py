@@ -149,7 +149,12 @@ def load_model(ref: ModelRef, *, check_fingerprint: bool = True) -> Embedder:
     loader = getattr(cls, "from_pretrained", None)
     if loader is None:
         raise ModelLoadError(f"{ref.model_class} has no from_pretrained(path) classmethod")
-    model = loader(ref.path)
+    from lexray.models import ModelNotAvailableError
+
+    try:
+        model = loader(ref.path)
+    except ModelNotAvailableError as exc:  # e.g. the run's frozen text tower is not on this machine
+        raise ModelLoadError(f"cannot load the index's model {ref.path}: {exc}") from exc
     if not isinstance(model, Embedder):
         raise ModelLoadError(f"{ref.model_class} does not provide embed_images/embed_texts/embed_dim")
     return model
