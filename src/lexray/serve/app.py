@@ -31,7 +31,7 @@ from fastapi.staticfiles import StaticFiles
 
 from lexray import __version__
 from lexray.data.images import ImageError, ImageLimits, load_radiograph
-from lexray.index.search import Hit, Searcher
+from lexray.index.search import Hit, Searcher, SearchResult
 from lexray.serve._upload import UploadError, decode_upload, to_png
 from lexray.serve.config import ServeConfig
 from lexray.serve.schemas import (
@@ -164,6 +164,15 @@ def create_app(searcher: Searcher, config: ServeConfig = ServeConfig(), token: s
             images=[image_out(r.row) for r in index.study_images(hit.study_id)],
         )
 
+    def respond(query: QueryInfo, result: SearchResult, t0: float) -> SearchResponse:
+        return SearchResponse(
+            query=query,
+            results=[hit_out(hit) for hit in result.hits],
+            embed_ms=round(result.embed_ms, 3),
+            search_ms=round(result.search_ms, 3),
+            total_ms=round((time.perf_counter() - t0) * 1e3, 3),
+        )
+
     def check_k(k: int) -> int:
         if not 1 <= k <= config.max_k:
             raise HTTPException(422, f"k must be between 1 and {config.max_k}, got {k}")
@@ -216,13 +225,7 @@ def create_app(searcher: Searcher, config: ServeConfig = ServeConfig(), token: s
         with model_lock:
             result = searcher.by_image(decoded.pixels, k=k, target=target)
         h, w = decoded.pixels.shape
-        return SearchResponse(
-            query=QueryInfo(kind="image", target=target, k=k, width=w, height=h),
-            results=[hit_out(hit) for hit in result.hits],
-            embed_ms=round(result.embed_ms, 3),
-            search_ms=round(result.search_ms, 3),
-            total_ms=round((time.perf_counter() - t0) * 1e3, 3),
-        )
+        return respond(QueryInfo(kind="image", target=target, k=k, width=w, height=h), result, t0)
 
     @app.post(
         "/v1/search/text",
@@ -243,13 +246,7 @@ def create_app(searcher: Searcher, config: ServeConfig = ServeConfig(), token: s
             raise HTTPException(422, f"text has {len(text)} characters; the limit is {config.max_text_chars}")
         with model_lock:
             result = searcher.by_text(text, k=body.k, target=body.target)
-        return SearchResponse(
-            query=QueryInfo(kind="text", target=body.target, k=body.k, chars=len(text)),
-            results=[hit_out(hit) for hit in result.hits],
-            embed_ms=round(result.embed_ms, 3),
-            search_ms=round(result.search_ms, 3),
-            total_ms=round((time.perf_counter() - t0) * 1e3, 3),
-        )
+        return respond(QueryInfo(kind="text", target=body.target, k=body.k, chars=len(text)), result, t0)
 
     @app.get(
         "/v1/studies/{study_id}",
