@@ -52,13 +52,25 @@ def tiny_tokenizer(kind: str = "llama", words: Sequence[str] = WORDS) -> Any:
     )
 
 
-def build_tiny_llama(directory: str | Path, tie: bool = True, words: Sequence[str] = WORDS) -> Path:
-    """Save a 2-layer random Llama (hidden 32, GQA 4/2 heads) and its tokenizer into ``directory``."""
+def build_tiny_llama(
+    directory: str | Path,
+    tie: bool = True,
+    words: Sequence[str] = WORDS,
+    tokenizer: Any | None = None,
+    max_positions: int = 128,
+) -> Path:
+    """Save a 2-layer random Llama (hidden 32, GQA 4/2 heads) and its tokenizer into ``directory``.
+
+    Args:
+        tokenizer: a real tokenizer to pair with the random weights (e.g. for its chat template);
+            default a word-level tokenizer over ``words``.
+        max_positions: longest sequence the model accepts.
+    """
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    tokenizer = tiny_tokenizer("llama", words)
+    tokenizer = tokenizer if tokenizer is not None else tiny_tokenizer("llama", words)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=32,
@@ -66,7 +78,7 @@ def build_tiny_llama(directory: str | Path, tie: bool = True, words: Sequence[st
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=128,
+        max_position_embeddings=max_positions,
         tie_word_embeddings=tie,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,

@@ -123,26 +123,12 @@ def test_parse_generator() -> None:
 @pytest.fixture(scope="module")
 def tiny_chat_model(tmp_path_factory, smollm2_dir: Path) -> Path:
     """A 2-layer random Llama with SmolLM2's tokenizer and chat template (no real weights used)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
+
+    from lexray.testing import build_tiny_llama
 
     tok = AutoTokenizer.from_pretrained(smollm2_dir)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-    )
-    out = tmp_path_factory.mktemp("tiny-chat")
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-chat"), tokenizer=tok, max_positions=1024)
 
 
 def test_hf_backend_batches_like_single_requests(tiny_chat_model: Path) -> None:
