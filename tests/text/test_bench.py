@@ -101,3 +101,65 @@ def test_minilm_reproduces_readme_reference(textbench_dev, minilm_dir):
         )
     ]
     assert got == [0.91, 0.62, 0.85, 0.11, 0.18]
+
+
+def test_select_bench_studies_abnormal_deduplicated_and_seeded():
+    from lexray.data.study import Study
+    from lexray.text.bench import select_bench_studies, write_bench_skeleton
+
+    def study(i: int, findings: str, impression: str, mesh: str) -> Study:
+        return Study(
+            study_id=f"s{i}",
+            patient_id=f"p{i}",
+            source="openi",
+            split="test",
+            findings=findings,
+            impression=impression,
+            extra={"mesh_major": mesh},
+        )
+
+    studies = [
+        study(i, f"Small left effusion {i}.", "Effusion.", "Pleural Effusion/left/small") for i in range(6)
+    ]
+    studies += [
+        study(10, "Lungs are clear.", "Normal chest.", "normal"),  # normal: excluded
+        study(11, "Small left effusion 0.", "Effusion.", "Pleural Effusion"),  # duplicate text of s0
+        study(12, "", "Cardiomegaly.", "Cardiomegaly"),  # no findings: excluded
+    ]
+    chosen = select_bench_studies(studies, n=6, seed=0)
+    assert sorted(s.study_id for s in chosen) == [f"s{i}" for i in range(6)]
+    assert [s.study_id for s in select_bench_studies(studies, 3, seed=1)] == [
+        s.study_id for s in select_bench_studies(list(reversed(studies)), 3, seed=1)
+    ]
+    with pytest.raises(ValueError, match="only 6 eligible"):
+        select_bench_studies(studies, n=7)
+
+
+def test_bench_skeleton_cli(tmp_path):
+    from typer.testing import CliRunner
+
+    from lexray.cli.main import app
+    from lexray.data.manifest import write_manifest
+    from lexray.data.study import Study
+
+    studies = [
+        Study(
+            study_id=f"s{i}",
+            patient_id=f"p{i}",
+            source="x",
+            split="test" if i < 5 else "train",
+            findings=f"Finding {i}.",
+            impression="Abnormal.",
+        )
+        for i in range(8)
+    ]
+    write_manifest(studies, tmp_path / "m.parquet")
+    out = tmp_path / "skel.jsonl"
+    res = CliRunner().invoke(
+        app,
+        ["text", "bench-skeleton", "--manifest", str(tmp_path / "m.parquet"), "--n", "4", "--out", str(out)],
+    )
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 4 and {r["id"] for r in rows} <= {f"s{i}" for i in range(5)}
+    assert set(rows[0]) == {"id", "findings", "impression"}

@@ -181,3 +181,31 @@ def test_unsupported_architecture_error(tmp_path):
 
     with pytest.raises(ValueError, match="not supported"):
         arch_spec("t5")
+
+
+def test_num_layers_keeps_the_first_blocks(tiny_llama_dir, tmp_path):
+    full = TextEncoder.from_pretrained(str(tiny_llama_dir)).eval()
+    short = TextEncoder.from_pretrained(str(tiny_llama_dir), num_layers=1).eval()
+    assert len(short.backbone.layers) == 1 and short.backbone.config.num_hidden_layers == 1
+    # The kept block carries the file's weights, not a fresh initialisation.
+    torch.testing.assert_close(
+        short.backbone.layers[0].self_attn.q_proj.weight, full.backbone.layers[0].self_attn.q_proj.weight
+    )
+    assert short.fingerprint != full.fingerprint
+    texts = ["lungs are clear .", "small left pleural effusion"]
+    assert not np.allclose(short.encode(texts), full.encode(texts), atol=1e-4)
+    # still bidirectional
+    assert not torch.allclose(
+        _first_token_state(short, ["lungs are clear"]),
+        _first_token_state(short, ["lungs are normal"]),
+        atol=1e-6,
+    )
+    short.save_pretrained(tmp_path / "s")
+    loaded = TextEncoder.from_pretrained(tmp_path / "s")
+    assert len(loaded.backbone.layers) == 1
+    np.testing.assert_allclose(short.encode(texts), loaded.encode(texts), atol=1e-6)
+
+
+def test_num_layers_beyond_the_model_is_an_error(tiny_llama_dir):
+    with pytest.raises(ValueError, match="num_layers=5.*has 2 layers"):
+        TextEncoder.from_pretrained(str(tiny_llama_dir), num_layers=5)

@@ -3,6 +3,8 @@ false-negative masking, GradCache equivalence, the full run and the paper config
 
 from __future__ import annotations
 
+import json
+
 import math
 import random
 from pathlib import Path
@@ -17,7 +19,7 @@ from lexray.text import LoraSettings, TextEncoder
 from lexray.text.config import TextTrainConfig
 from lexray.text.contrastive import InfoNCELoss, false_negative_mask, grad_cache_backward
 from lexray.text.mntp import IGNORE, MNTPHead, MNTPLoss, mask_batch, mask_token_id
-from lexray.text.pairs import batches_without_duplicates, build_examples, normalize_text
+from lexray.text.pairs import batches_without_duplicates, build_examples, normalize_text, stable_hash
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -204,6 +206,41 @@ def test_build_examples_and_duplicate_free_batches():
         assert len({e.keys[0] for e in batch}) == 4
 
 
+def test_relayout_draws_every_layout_and_keeps_the_text():
+    from lexray.text.pairs import relayout, relayout_text
+
+    rng = random.Random(0)
+    seen = {
+        relayout_text("FINDINGS: Heart is normal.\nIMPRESSION: No acute disease.", rng) for _ in range(40)
+    }
+    assert seen == {
+        "Heart is normal. No acute disease.",
+        "Heart is normal. IMPRESSION: No acute disease.",
+        "FINDINGS: Heart is normal.\nIMPRESSION: No acute disease.",
+    }
+    # texts in another layout (hospital template, shorthand without headers) are left alone
+    assert relayout_text("REPORT: x\nCONCLUSION: y", rng) == "REPORT: x\nCONCLUSION: y"
+    assert relayout_text("Heart nl. IMP: NAD.", rng) == "Heart nl. IMP: NAD."
+    assert relayout("", "No acute disease.", rng) == "No acute disease."
+
+
+def test_build_examples_relayout_changes_only_headers():
+    studies = _studies(6)
+    eq = {s.study_id: [f"FINDINGS: {s.findings}\nIMPRESSION: {s.impression}"] for s in studies}
+    err = {s.study_id: [f"FINDINGS: {s.findings} Wrong.\nIMPRESSION: {s.impression}"] for s in studies}
+    ex = build_examples(studies, eq, err, {}, 4, 1, False, random.Random(0), relayout_reports=True)
+    strip = lambda t: normalize_text(t.replace("FINDINGS:", "").replace("IMPRESSION:", ""))  # noqa: E731
+    for e in ex:
+        sid = e.keys[0]
+        study = next(s for s in studies if stable_hash("study:" + s.study_id) == sid)
+        assert strip(e.anchor) == strip(e.positive) == normalize_text(study.report_text)
+        assert strip(e.negatives[0]) == normalize_text(study.findings + " wrong " + study.impression)
+    layouts = {
+        ("FINDINGS:" in t, "IMPRESSION:" in t) for e in ex for t in (e.anchor, e.positive, *e.negatives)
+    }
+    assert layouts == {(False, False), (False, True), (True, True)}
+
+
 # ------------------------------------------------------------------------------------- full runs
 
 
@@ -248,6 +285,29 @@ def test_full_run_saves_loadable_encoder(tiny_llama_dir, manifest, tmp_path):
 
     ids = {r.study_id for r in VariantStore(out / "variants").iter_records()}
     assert ids and all(i.startswith("S") for i in ids)
+
+
+def test_bench_monitor_scores_during_training(tiny_llama_dir, manifest, tmp_path):
+    from lexray.text.train import train
+
+    bench = tmp_path / "bench.jsonl"
+    with open(bench, "w") as f:
+        for i, (fi, imp) in enumerate(REPORTS[:4]):
+            errs = [{"type": "negation", "text": f"{fi} error {k}"} for k in range(3)]
+            row = {"id": str(i), "findings": fi, "impression": imp, "shorthand": fi, "impression_only": imp}
+            f.write(json.dumps({**row, "restyled": f"{imp} {fi}", "errors": errs}) + "\n")
+    cfg = _cfg(
+        REPO / "configs/text/tiny-smoke.yaml",
+        tiny_llama_dir,
+        manifest,
+        tmp_path / "run",
+        ["mntp.enabled=false", "contrastive.steps=3", f"eval_bench={bench}", "eval_every=2"],
+    )
+    out = train(cfg)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in records if r["stage"] == "bench"]
+    assert [r["step"] for r in scored] == [1, 2]  # every 2 steps and after the last
+    assert all(0.0 <= r["errdisc_orig_acc"] <= 1.0 and "shorthand_R@1" in r for r in scored)
 
 
 def test_refuses_val_or_test_split(tiny_llama_dir, manifest, tmp_path):

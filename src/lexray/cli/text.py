@@ -105,3 +105,38 @@ def export_st(
     except (ValueError, OSError) as exc:
         _fail(exc)
     typer.echo(f"sentence-transformers model written to {path}")
+
+
+@app.command("bench-skeleton")
+def bench_skeleton(
+    out: Path = typer.Option(
+        ..., "--out", "-o", help="JSONL to write (keep licensed report text out of git)."
+    ),
+    openi: Path = typer.Option(None, help="Open-i report archive or folder."),
+    split_file: Path = typer.Option(None, help="Split JSON for Open-i (e.g. r2gen_split.json)."),
+    manifest: Path = typer.Option(None, help="A lexray manifest.parquet instead of Open-i."),
+    split: str = typer.Option("test", help="Split the held-out reports come from."),
+    n: int = typer.Option(100, help="Reports to draw."),
+    seed: int = typer.Option(0, help="Seed of the draw."),
+) -> None:
+    """Draw the source reports of a held-out text bench (abnormal, de-duplicated) for hand-written variants."""
+    from lexray.text.bench import select_bench_studies, write_bench_skeleton
+
+    try:
+        if manifest is not None:
+            from lexray.data.manifest import read_manifest
+
+            studies = read_manifest(manifest)
+        elif openi is not None:
+            from lexray.data.sources.openi import load_openi
+
+            studies = load_openi(openi, split_file=split_file).studies
+        else:
+            raise ValueError("give --openi (with --split-file) or --manifest")
+        chosen = select_bench_studies([s for s in studies if s.split == split], n=n, seed=seed)
+        path = write_bench_skeleton(chosen, out)
+    except (ValueError, OSError) as exc:
+        _fail(exc)
+    typer.echo(
+        f"{len(chosen)} {split} reports written to {path}; add the variants as the bench README describes"
+    )

@@ -15,11 +15,14 @@ The metric functions take embeddings, so any encoder (or the CLIP text tower) ca
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from lexray.data.study import Study
 
 STYLES = ("shorthand", "impression_only", "restyled")
 KS = (1, 5, 10)
@@ -126,3 +129,44 @@ def evaluate_bench(
         get([it.shorthand for it in items]), restyled, errors
     )
     return metrics
+
+
+def _is_normal(study: Study) -> bool:
+    """Open-i codes a normal study with the single MeSH major term "normal"."""
+    major = [t.strip().lower() for t in str(study.extra.get("mesh_major", "")).split(";") if t.strip()]
+    return major == ["normal"]
+
+
+def select_bench_studies(studies: Sequence[Study], n: int = 100, seed: int = 0) -> list[Study]:
+    """Pick the source reports of a new bench the way the dev set was built.
+
+    Abnormal studies (Open-i MeSH other than "normal"; studies without MeSH count as abnormal) with both
+    findings and impression, de-duplicated on normalised report text, then ``n`` drawn with ``seed``.
+
+    Raises:
+        ValueError: fewer than ``n`` eligible studies.
+    """
+    from lexray.text.pairs import normalize_text
+
+    seen: set[str] = set()
+    eligible = []
+    for s in sorted(studies, key=lambda s: s.study_id):
+        if not (s.findings.strip() and s.impression.strip()) or _is_normal(s):
+            continue
+        key = normalize_text(s.findings + " " + s.impression)
+        if key not in seen:
+            seen.add(key)
+            eligible.append(s)
+    if len(eligible) < n:
+        raise ValueError(f"only {len(eligible)} eligible abnormal, de-duplicated studies; asked for {n}")
+    return random.Random(seed).sample(eligible, n)
+
+
+def write_bench_skeleton(studies: Sequence[Study], path: str | Path) -> Path:
+    """Write ``{"id", "findings", "impression"}`` lines; the variants are then written by hand."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for s in studies:
+            f.write(json.dumps({"id": s.study_id, "findings": s.findings, "impression": s.impression}) + "\n")
+    return path

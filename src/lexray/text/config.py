@@ -44,6 +44,9 @@ class TextEncoderConfig:
         "right"  # padding side of batches (positions are mask-derived either way)
     )
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weight dtype of the backbone
+    num_layers: int = (
+        0  # keep only the first N transformer blocks (0 = all); early layers of small LLMs embed better
+    )
     latent: LatentPoolingConfig = field(default_factory=LatentPoolingConfig)  # used when pooling == "latent"
     lora: LoraSettings = field(default_factory=LoraSettings)  # adapters applied at load time when enabled
 
@@ -83,6 +86,9 @@ class ContrastiveConfig:
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
     pairs_per_study: int = 2  # variant pairs sampled per study and epoch
     findings_impression: bool = True  # add findings <-> impression pairs
+    relayout: bool = (
+        True  # draw each whole report's section-header layout at random (headers carry no signal)
+    )
     mask_same_labels: bool = True  # mask in-batch negatives whose finding labels equal the anchor's
     lora: LoraSettings = field(
         default_factory=lambda: LoraSettings(enabled=True)
@@ -120,3 +126,7 @@ class TextTrainConfig:
     contrastive: ContrastiveConfig = field(default_factory=ContrastiveConfig)  # stage 2
     log_every: int = 5  # steps between metric log lines
     mixed_precision: Literal["no", "bf16", "fp16"] = "no"  # Accelerate autocast mode
+    eval_bench: str = (
+        ""  # textbench JSONL scored during the contrastive stage (evaluation only, never trained on)
+    )
+    eval_every: int = 0  # contrastive steps between bench scores (0 = never)

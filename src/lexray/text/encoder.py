@@ -143,8 +143,10 @@ class TextEncoder(nn.Module):
         directory = model_dir if model_dir is not None else models.local_path(config.model)
         model_config = AutoConfig.from_pretrained(directory)
         spec = arch_spec(model_config.model_type)
+        _truncate_config(model_config, config.num_layers, directory)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or directory)
-        backbone = AutoModel.from_pretrained(directory, dtype=_DTYPES[config.dtype])
+        # With fewer layers in the config, only the kept blocks' weights are read from the files.
+        backbone = AutoModel.from_pretrained(directory, config=model_config, dtype=_DTYPES[config.dtype])
         encoder = cls(backbone, tokenizer, config, spec, _weights_id(Path(directory)))
         if config.lora.enabled:
             encoder.apply_lora(config.lora)
@@ -402,6 +404,7 @@ class TextEncoder(nn.Module):
             "max_length": self.config.max_length,
             "bidirectional": self.config.bidirectional,
             "dtype": self.config.dtype,
+            "layers": int(self._model_config.num_hidden_layers),
         }
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -453,6 +456,25 @@ class TextEncoder(nn.Module):
         }
         (out / MARKER_FILE).write_text(json.dumps(meta, indent=1))
         return out
+
+
+def _truncate_config(model_config: Any, num_layers: int, directory: Path) -> None:
+    """Keep the first ``num_layers`` blocks of a transformers config (0 = all) before loading the weights.
+
+    Raises:
+        ValueError: more layers asked for than the model has, or a negative number.
+    """
+    total = model_config.num_hidden_layers
+    if num_layers < 0 or num_layers > total:
+        raise ValueError(
+            f"num_layers={num_layers}: {directory} has {total} layers (use 1..{total}, or 0 for all)"
+        )
+    if num_layers in (0, total):
+        return
+    model_config.num_hidden_layers = num_layers
+    # Per-layer lists (attention kinds of hybrid-attention models) must match the new depth.
+    if isinstance(getattr(model_config, "layer_types", None), list):
+        model_config.layer_types = model_config.layer_types[:num_layers]
 
 
 def _plain(overrides: dict[str, Any]) -> dict[str, Any]:

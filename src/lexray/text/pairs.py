@@ -17,6 +17,34 @@ from dataclasses import dataclass
 from lexray.data.study import Study
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
+_FINDINGS_HEADER = re.compile(r"^\s*FINDINGS:\s*")
+_IMPRESSION_HEADER = re.compile(r"\s*\bIMPRESSION:\s*")
+
+
+def relayout(findings: str, impression: str, rng: random.Random) -> str:
+    """Join a report's sections in a layout drawn at random: bare, ``IMPRESSION:`` only, or both headers.
+
+    The rule and error variants carry section headers while the originals (findings + " " +
+    impression) do not; drawing the layout of every text at random stops the encoder from using the
+    headers to tell an error variant from an equivalent one.
+    """
+    findings, impression = findings.strip(), impression.strip()
+    if not (findings and impression):
+        return findings or impression
+    layout = rng.randrange(3)
+    if layout == 0:
+        return f"{findings} {impression}"
+    if layout == 1:
+        return f"{findings} IMPRESSION: {impression}"
+    return f"FINDINGS: {findings}\nIMPRESSION: {impression}"
+
+
+def relayout_text(text: str, rng: random.Random) -> str:
+    """:func:`relayout` for a text with ``FINDINGS:`` / ``IMPRESSION:`` headers; other texts are unchanged."""
+    parts = _IMPRESSION_HEADER.split(text, maxsplit=1)
+    if len(parts) != 2 or not _FINDINGS_HEADER.match(parts[0]):
+        return text
+    return relayout(_FINDINGS_HEADER.sub("", parts[0], count=1), parts[1], rng)
 
 
 def normalize_text(text: str) -> str:
@@ -49,6 +77,7 @@ def build_examples(
     hard_negatives: int,
     findings_impression: bool,
     rng: random.Random,
+    relayout_reports: bool = False,
 ) -> list[ContrastiveExample]:
     """Sample one epoch of contrastive examples.
 
@@ -66,6 +95,8 @@ def build_examples(
         hard_negatives: error variants per example.
         findings_impression: add findings -> impression pairs.
         rng: the epoch's random generator.
+        relayout_reports: draw the section-header layout of every whole-report text at random
+            (:func:`relayout`), so headers carry no signal.
     """
     out: list[ContrastiveExample] = []
     for study in studies:
@@ -84,6 +115,14 @@ def build_examples(
                 else:
                     anchor, positive = rng.sample(texts, 2)
                 negs = tuple(rng.sample(errs, min(hard_negatives, len(errs))))
+                if relayout_reports:
+                    anchor, positive = (
+                        relayout(study.findings, study.impression, rng)
+                        if t == original
+                        else relayout_text(t, rng)
+                        for t in (anchor, positive)
+                    )
+                    negs = tuple(relayout_text(t, rng) for t in negs)
                 keys = (stable_hash("study:" + sid), stable_hash("text:" + normalize_text(anchor)), label_key)
                 out.append(ContrastiveExample(anchor, positive, negs, keys, "variant"))
         if findings_impression and study.findings and study.impression:

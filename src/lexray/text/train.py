@@ -320,8 +320,12 @@ def run_contrastive(
     accelerator: Any,
     metrics: _MetricLog,
     log_every: int = 5,
+    monitor: Callable[[int], None] | None = None,
 ) -> list[float]:
-    """Supervised contrastive training on variant pairs; returns the loss per step."""
+    """Supervised contrastive training on variant pairs; returns the loss per step.
+
+    ``monitor(step)`` is called after the steps it should look at (see :func:`_bench_monitor`).
+    """
     loss_fn = InfoNCELoss(scale=config.scale, symmetric=config.symmetric)
     optimizer = _optimizer(encoder, config.lr, config.weight_decay)
     scheduler = _scheduler(optimizer, config.warmup_steps, config.steps)
@@ -340,6 +344,7 @@ def run_contrastive(
             config.hard_negatives,
             config.findings_impression,
             rng,
+            relayout_reports=config.relayout,
         )
         for i, batch in enumerate(batches_without_duplicates(examples, config.batch_size, rng)):
             if i % world == rank:
@@ -369,7 +374,38 @@ def run_contrastive(
             record.update({k: float(v) for k, v in terms.items()})
             record["sec"] = round(time.perf_counter() - t0, 3)
             metrics.write(record)
+        if monitor is not None:
+            monitor(step)
     return losses
+
+
+def _bench_monitor(
+    encoder: TextEncoder, config: TextTrainConfig, metrics: _MetricLog, accelerator: Any
+) -> Callable[[int], None] | None:
+    """Score the encoder on ``config.eval_bench`` every ``config.eval_every`` steps and after the last.
+
+    The bench is only embedded, never trained on; its scores go to ``metrics.jsonl`` as
+    ``{"stage": "bench", ...}`` records so a run's trajectory can be read afterwards.
+    """
+    if not (config.eval_bench and config.eval_every and accelerator.is_main_process):
+        return None
+    from lexray.text.bench import evaluate_bench, load_bench
+
+    items = load_bench(config.eval_bench)
+    last = config.contrastive.steps - 1
+
+    def monitor(step: int) -> None:
+        if (step + 1) % config.eval_every and step != last:
+            return
+        scores = evaluate_bench(lambda texts: encoder.encode(texts, batch_size=32), items)
+        metrics.write({"stage": "bench", "step": step, **{k: round(v, 4) for k, v in scores.items()}})
+        log.info(
+            "bench at step %d: %s",
+            step + 1,
+            " ".join(f"{k}={v:.2f}" for k, v in scores.items() if k.endswith("R@1") or "errdisc" in k),
+        )
+
+    return monitor
 
 
 # ----------------------------------------------------------------------------------------------
@@ -418,7 +454,15 @@ def train(config: TextTrainConfig, accelerator: Any | None = None) -> Path:
         pool = prepare_variants(studies, config.data, config.seed, out / VARIANTS_SUBDIR)
         _make_trainable(encoder, config.contrastive.lora)
         losses = run_contrastive(
-            encoder, studies, pool, config.contrastive, config.seed, accelerator, metrics, config.log_every
+            encoder,
+            studies,
+            pool,
+            config.contrastive,
+            config.seed,
+            accelerator,
+            metrics,
+            config.log_every,
+            monitor=_bench_monitor(encoder, config, metrics, accelerator),
         )
         log.info(
             "contrastive: loss %.3f -> %.3f over %d steps", _mean(losses[:5]), _mean(losses[-5:]), len(losses)
