@@ -105,7 +105,7 @@ def test_minilm_reproduces_readme_reference(textbench_dev, minilm_dir):
 
 def test_select_bench_studies_abnormal_deduplicated_and_seeded():
     from lexray.data.study import Study
-    from lexray.text.bench import select_bench_studies, write_bench_skeleton
+    from lexray.text.bench import select_bench_studies
 
     def study(i: int, findings: str, impression: str, mesh: str) -> Study:
         return Study(

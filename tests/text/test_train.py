@@ -4,7 +4,6 @@ false-negative masking, GradCache equivalence, the full run and the paper config
 from __future__ import annotations
 
 import json
-
 import math
 import random
 from pathlib import Path
