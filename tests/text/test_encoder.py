@@ -209,3 +209,33 @@ def test_num_layers_keeps_the_first_blocks(tiny_llama_dir, tmp_path):
 def test_num_layers_beyond_the_model_is_an_error(tiny_llama_dir):
     with pytest.raises(ValueError, match="num_layers=5.*has 2 layers"):
         TextEncoder.from_pretrained(str(tiny_llama_dir), num_layers=5)
+
+
+def test_final_norm_off_pools_the_raw_states_of_the_last_kept_layer(tiny_llama_dir, tmp_path):
+    from lexray.text.encoder import _position_ids, bidirectional_mask
+
+    full = TextEncoder.from_pretrained(str(tiny_llama_dir)).eval()
+    raw = TextEncoder.from_pretrained(str(tiny_llama_dir), num_layers=1, final_norm=False).eval()
+    batch = full.tokenize(["lungs are clear .", "small left pleural effusion"])
+    att = batch["attention_mask"]
+    with torch.no_grad():
+        states = full.backbone(
+            input_ids=batch["input_ids"],
+            attention_mask=bidirectional_mask(att),
+            position_ids=_position_ids(att),
+            output_hidden_states=True,
+        ).hidden_states
+        torch.testing.assert_close(raw.token_states(batch), states[1])  # after block 1, no norm
+    assert raw.fingerprint != TextEncoder.from_pretrained(str(tiny_llama_dir), num_layers=1).fingerprint
+    enc = TextEncoder.from_pretrained(
+        str(tiny_llama_dir), num_layers=1, final_norm=False, lora={"enabled": True}
+    )
+    with torch.no_grad():
+        for n, p in enc.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.1)
+    texts = ["lungs are clear .", "mild cardiomegaly"]
+    before = enc.encode(texts)
+    enc.merge_lora()
+    enc.save_pretrained(tmp_path / "m")
+    np.testing.assert_allclose(before, TextEncoder.from_pretrained(tmp_path / "m").encode(texts), atol=1e-5)

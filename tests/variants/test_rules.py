@@ -14,6 +14,7 @@ from lexray.variants import (
     source_text,
 )
 from lexray.variants._text import split_sentences
+from lexray.variants.checks import SUMMARY_STYLES
 
 from .conftest import HANDWRITTEN, make_study
 
@@ -99,7 +100,7 @@ def test_rule_variants_keep_the_label_vector(labeler) -> None:
         if r.accepted:
             src = labeler(source_text(by_id[r.study_id]))
             var = labeler(r.text)
-            if r.style in ("impression_only", "findings_only"):
+            if r.style in SUMMARY_STYLES:
                 # summaries keep every positive/uncertain finding
                 present = {
                     o
@@ -132,3 +133,21 @@ def test_a_changed_label_vector_is_rejected(labeler, monkeypatch) -> None:
     (record,) = make_rule_variants(HANDWRITTEN[4], ["headerless"], seed=0, labeler=labeler)
     assert not record.accepted
     assert "labels changed" in record.reject_reason and "negation" in record.reject_reason
+
+
+def test_summary_keeps_positive_findings_and_the_impression() -> None:
+    s = make_study(
+        "sum",
+        "Lungs are clear. No pleural effusion. Heart size is normal. Calcified granuloma in the right upper "
+        "lobe. Degenerative changes of the spine.",
+        "No acute cardiopulmonary abnormality.",
+    )
+    texts = {render_rule_style(s, "summary", seed)[0] for seed in range(8)}
+    assert texts == {
+        "Calcified granuloma in the right upper lobe. Degenerative changes of the spine. "
+        "No acute cardiopulmonary abnormality.",
+        "Calcified granuloma in the right upper lobe; degenerative changes of the spine. "
+        "No acute cardiopulmonary abnormality.",
+    }
+    normal = make_study("n", "Lungs are clear. No pneumothorax.", "Normal chest.")
+    assert render_rule_style(normal, "summary", 0)[1].startswith("not applicable")

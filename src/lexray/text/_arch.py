@@ -24,6 +24,7 @@ class ArchSpec:
     layers_pattern: str = (
         "layers"  # name of the ModuleList of transformer blocks (for LoRA on the last N layers)
     )
+    final_norm_attr: str | None = "norm"  # the backbone's norm after the last block; None: it has none
 
 
 _DECODER_QKVO = ("q_proj", "k_proj", "v_proj", "o_proj")
@@ -36,9 +37,9 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "gemma": ArchSpec("decoder", "self_attn", _DECODER_QKVO, True, "_"),
     "gemma2": ArchSpec("decoder", "self_attn", _DECODER_QKVO, True, "_"),
     "gemma3_text": ArchSpec("decoder", "self_attn", _DECODER_QKVO, True, "_"),
-    "bert": ArchSpec("encoder", None, ("query", "key", "value", "dense"), False, None, "layer"),
-    "roberta": ArchSpec("encoder", None, ("query", "key", "value", "dense"), False, None, "layer"),
-    "modernbert": ArchSpec("encoder", None, ("Wqkv", "Wo"), False, None),
+    "bert": ArchSpec("encoder", None, ("query", "key", "value", "dense"), False, None, "layer", None),
+    "roberta": ArchSpec("encoder", None, ("query", "key", "value", "dense"), False, None, "layer", None),
+    "modernbert": ArchSpec("encoder", None, ("Wqkv", "Wo"), False, None, "layers", "final_norm"),
 }
 
 

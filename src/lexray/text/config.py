@@ -47,6 +47,9 @@ class TextEncoderConfig:
     num_layers: int = (
         0  # keep only the first N transformer blocks (0 = all); early layers of small LLMs embed better
     )
+    final_norm: bool = (
+        True  # apply the backbone's final norm (trained for the full depth; off pools the raw states)
+    )
     latent: LatentPoolingConfig = field(default_factory=LatentPoolingConfig)  # used when pooling == "latent"
     lora: LoraSettings = field(default_factory=LoraSettings)  # adapters applied at load time when enabled
 

@@ -110,6 +110,10 @@ class TextEncoder(nn.Module):
         self.pooling = build_pooling(config.pooling, self.dim, config.latent)
         if config.bidirectional and spec.attention_attr is not None:
             self._remove_causal_mask()
+        if not config.final_norm and spec.final_norm_attr is not None:
+            # The norm's gains were trained on the last layer of the full model; a truncated model is
+            # better pooled from its raw states. Replaced, not deleted, so saved weights still load.
+            setattr(self.backbone, spec.final_norm_attr, nn.Identity())
 
     # ------------------------------------------------------------------------------------------
     # construction
@@ -405,6 +409,7 @@ class TextEncoder(nn.Module):
             "bidirectional": self.config.bidirectional,
             "dtype": self.config.dtype,
             "layers": int(self._model_config.num_hidden_layers),
+            "final_norm": self.config.final_norm,
         }
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 NO_FINDING = "No Finding"
 PRESENT = ("positive", "uncertain")  # statuses of a finding that is (possibly) there
 ATTRIBUTES: tuple[str, ...] = ("laterality", "location", "severity", "chronicity")
-SUMMARY_STYLES: frozenset[str] = frozenset({"impression_only", "findings_only"})
+SUMMARY_STYLES: frozenset[str] = frozenset({"impression_only", "findings_only", "summary"})
 
 
 class LabelsLike(Protocol):

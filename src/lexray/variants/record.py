@@ -12,6 +12,7 @@ RULE_STYLES: tuple[str, ...] = (
     "shorthand",  # abbreviation-heavy, telegraphic
     "expanded",  # abbreviations spelled out, telegraphic sentences made whole
     "impression_only",  # the impression section alone
+    "summary",  # one or two lines: the findings that state something present, then the impression
     "findings_only",  # the findings section alone
     "reordered",  # sentence order changed within each section
     "headerless",  # section headers and list numbering removed

@@ -128,6 +128,39 @@ def style_impression_only(findings: list[str], impression: list[str], rng: rando
     return join(impression), ""
 
 
+# A findings sentence that only rules things out or calls them normal; a summary leaves it out.
+_NEGATIVE_OR_NORMAL = re.compile(
+    r"^(?:no|there (?:is|are) no|without|negative)\b"
+    r"|\b(?:normal|clear|unremarkable|within normal limits|intact|no acute|not enlarged)\b",
+    re.I,
+)
+
+
+def style_summary(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
+    """A one- or two-line summary: the findings sentences stating something present, then the impression.
+
+    What a reader writes when asked for the report's clinically significant content: negatives and
+    normal statements are dropped (a summary style), every positive finding is kept.
+    """
+    if not findings or not impression:
+        return "", f"{NOT_APPLICABLE}: the report needs both findings and impression"
+    said = {_key(s) for s in impression}
+    positives = [s for s in findings if not _NEGATIVE_OR_NORMAL.search(s) and _key(s) not in said]
+    if not positives:
+        return "", f"{NOT_APPLICABLE}: no findings sentence states something present"
+    if rng.random() < 0.5:  # one run-on line ("A; b.") half of the time, separate sentences otherwise
+        parts = [p.rstrip(".") for p in positives]
+        parts[1:] = [p if p[:2].isupper() else p[:1].lower() + p[1:] for p in parts[1:]]
+        head = "; ".join(parts) + "."
+    else:
+        head = join(positives)
+    return f"{head} {join(impression)}", ""
+
+
+def _key(sentence: str) -> str:
+    return re.sub(r"[^a-z0-9]+", " ", sentence.lower()).strip()
+
+
 def style_findings_only(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
     """The findings section alone."""
     if not findings:
@@ -189,6 +222,7 @@ STYLE_FUNCTIONS: dict[str, StyleFn] = {
     "shorthand": style_shorthand,
     "expanded": style_expanded,
     "impression_only": style_impression_only,
+    "summary": style_summary,
     "findings_only": style_findings_only,
     "reordered": style_reordered,
     "headerless": style_headerless,
