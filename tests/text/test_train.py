@@ -384,3 +384,33 @@ def test_smollm2_real_weights_bidirectional_and_trainable(smollm2_dir):
     out = enc(a)
     out.sum().backward()
     assert all("lora_" in n for n, p in enc.named_parameters() if p.grad is not None)
+
+
+def test_prepare_variants_fills_gaps_and_uses_only_the_configured_kinds(tmp_path):
+    from lexray.text.config import TextDataConfig
+    from lexray.text.train import prepare_variants
+    from lexray.variants import VariantStore
+
+    studies = _studies(4)
+    cache = tmp_path / "variants"
+    first = TextDataConfig(styles=("reordered",), error_types=("negation",), use_labeler=False)
+    pool = prepare_variants(studies, first, 0, cache)
+    made = {(r.style, r.error_type) for r in VariantStore(cache).iter_records()}
+    assert made == {("reordered", None), ("error", "negation")}
+    # a second run with one more style makes only that style; the old records are reused
+    second = TextDataConfig(styles=("reordered", "headerless"), error_types=("negation",), use_labeler=False)
+    before = len(list(VariantStore(cache).iter_records()))
+    pool2 = prepare_variants(studies, second, 0, cache)
+    records = list(VariantStore(cache).iter_records())
+    assert len(records) == before + len(studies)
+    assert {r.style for r in records[before:]} == {"headerless"}
+    assert sum(map(len, pool2.equivalents.values())) > sum(map(len, pool.equivalents.values()))
+    # a run asking for fewer kinds than the cache holds sees only those
+    third = TextDataConfig(styles=("headerless",), error_types=("laterality",), use_labeler=False)
+    pool3 = prepare_variants(studies, third, 0, cache)
+    headerless = {r.text for r in records if r.style == "headerless" and r.accepted}
+    assert {t for ts in pool3.equivalents.values() for t in ts} <= headerless
+    laterality = {
+        r.text for r in VariantStore(cache).iter_records() if r.error_type == "laterality" and r.accepted
+    }
+    assert {t for ts in pool3.errors.values() for t in ts} == laterality

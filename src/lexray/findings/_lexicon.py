@@ -44,7 +44,7 @@ _GAP = r"(?:(?!enlarg|large|increas|cardiomegaly|widen|[.;])[^\n]){0,45}?"
 _ADV = r"(?:(?:xxxx|at|mildly|moderately|markedly|severely|slightly|minimally|massively|significantly|again|still|now|"
 _ADV += r"borderline|at least|top normal|upper normal|stably)\s+)*"
 _NORMAL = (
-    r"\b(?:normal|within (?:the )?normal limits|within (?:the )?limits of normal|unremarkable|not enlarged|"
+    r"\b(?:normal|nl|wnl|within (?:the )?normal limits|within (?:the )?limits of normal|unremarkable|not enlarged|"
     r"upper limits? of normal|top[- ]normal|upper normal|normal in size)\b"
 )
 _COPULA = r"(?:\s+(?:is|are|was|appears?|remains?|seems?|looks?))?\s+"
@@ -90,7 +90,7 @@ TERMS: tuple[Term, ...] = (
             r"\b(?:heart|heart size|cardiac size|cardiac silhouette|cardiac shadow|cardiac contours?)"
             + _GAP
             + _NORMAL,
-            r"\bnormal(?: sized?)? (?:heart|cardiac silhouette|cardiac size|cardiac contours?)\b(?: size)?",
+            r"\b(?:normal|nl)(?: sized?)? (?:heart|cardiac silhouette|cardiac size|cardiac contours?)\b(?: size)?",
             r"\b(?:ctr|cardiothoracic ratio)\s*(?:of|is|=|<|:|measures)?\s*(?:0?\.(?:[0-4]\d*|50*)\b|(?:[0-4]\d|50)\s*%)",
         ),
         status="negative",
@@ -122,7 +122,7 @@ TERMS: tuple[Term, ...] = (
         regexes=(
             r"\b(?:cardiomediastinal silhouette|cardiomediastinal contours?|cardio mediastinal silhouette|"
             r"mediastinum|mediastinal contours?|mediastinal silhouette)" + _GAP + _NORMAL,
-            r"\bnormal (?:cardiomediastinal|mediastinal) (?:silhouette|contours?)\b",
+            r"\b(?:normal|nl) (?:cardiomediastinal|mediastinal) (?:silhouette|contours?)\b",
         ),
         status="negative",
     ),
@@ -257,10 +257,10 @@ TERMS: tuple[Term, ...] = (
         "Edema",
         "Edema",
         regexes=(
-            r"\b(?:pulmonary )?(?:vascularity|vasculature|vascular engorgement|vascular markings|vessels)"
+            r"\b(?:(?:pulmonary|pulm) )?(?:vascularity|vasculature|vasc|vascular engorgement|vascular markings|vessels)"
             + _GAP
             + _NORMAL,
-            r"\bnormal pulmonary (?:vascularity|vasculature)\b",
+            r"\b(?:normal|nl) (?:pulmonary|pulm) (?:vascularity|vasculature|vasc)\b",
         ),
         status="negative",
     ),

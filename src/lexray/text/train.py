@@ -90,6 +90,7 @@ def prepare_variants(
     studies cannot leak them into training.
     """
     from lexray.variants import (
+        ERROR_STYLE,
         ERROR_TYPES,
         RULE_STYLES,
         VariantStore,
@@ -104,13 +105,24 @@ def prepare_variants(
     types = list(config.error_types or ERROR_TYPES)
     cache = VariantStore(cache_dir)
     done = {(r.study_id, r.style, r.error_type or "") for r in cache.iter_records()}
-    todo = [s for s in studies if (s.study_id, styles[0], "") not in done]
+    # Only what the cache lacks is made, per style and error type, so a run that adds a style reuses the rest.
+    jobs = [(style, "") for style in styles] + [(ERROR_STYLE, t) for t in types]
+    todo = {job: [s for s in studies if (s.study_id, *job) not in done] for job in jobs}
     chunk = 64
-    for start in tqdm(range(0, len(todo), chunk), desc="variants", unit="chunk", disable=not todo):
-        part = todo[start : start + chunk]
-        cache.add(make_rule_variants_batch(part, styles, seed, labeler))
-        cache.add(make_error_variants_batch(part, types, seed, labeler))
-    records = list(cache.iter_records())
+    total = sum(math.ceil(len(part) / chunk) for part in todo.values())
+    with tqdm(total=total, desc="variants", unit="chunk", disable=not total) as bar:
+        for (style, error_type), missing in todo.items():
+            for start in range(0, len(missing), chunk):
+                part = missing[start : start + chunk]
+                if error_type:
+                    cache.add(make_error_variants_batch(part, [error_type], seed, labeler))
+                else:
+                    cache.add(make_rule_variants_batch(part, [style], seed, labeler))
+                bar.update()
+    # The cache may hold styles and error types this run does not use.
+    records = [
+        r for r in cache.iter_records() if (r.error_type in types if r.kind == "error" else r.style in styles)
+    ]
     if config.variant_store:
         records += list(VariantStore(config.variant_store).iter_records())
     ids = {s.study_id for s in studies}

@@ -17,11 +17,12 @@ from lexray.variants.errors import make_error_variants, make_error_variants_batc
 from lexray.variants.llm import make_llm_variants
 from lexray.variants.pipeline import generate_variants, select_studies, variant_stats
 from lexray.variants.prompts import load_prompt
-from lexray.variants.record import ERROR_TYPES, LLM_STYLES, RULE_STYLES, STYLES, VariantRecord
+from lexray.variants.record import ERROR_STYLE, ERROR_TYPES, LLM_STYLES, RULE_STYLES, STYLES, VariantRecord
 from lexray.variants.rules import make_rule_variants, make_rule_variants_batch, render_rule_style
 from lexray.variants.store import VariantStore
 
 __all__ = [
+    "ERROR_STYLE",
     "ERROR_TYPES",
     "LLM_STYLES",
     "RULE_STYLES",
