@@ -1,0 +1,34 @@
+"""Every recipe shipped under configs/ loads into its dataclass (a renamed field breaks a test, not a user)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lexray.clip.train import ClipTrainConfig
+from lexray.config import load_config
+from lexray.evaluate.runner import EvaluateConfig
+from lexray.text.config import TextTrainConfig
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+KINDS = {
+    "text": TextTrainConfig,
+    "clip": ClipTrainConfig,
+    "demo/text.yaml": TextTrainConfig,
+    "demo/clip.yaml": ClipTrainConfig,
+    "demo/evaluate.yaml": EvaluateConfig,
+}
+
+
+def _cases() -> list[tuple[Path, type]]:
+    out = []
+    for path in sorted(CONFIGS.rglob("*.yaml")):
+        rel = path.relative_to(CONFIGS).as_posix()
+        out.append((path, KINDS.get(rel) or KINDS[rel.split("/")[0]]))
+    return out
+
+
+@pytest.mark.parametrize(("path", "kind"), _cases(), ids=lambda v: v.name if isinstance(v, Path) else "")
+def test_shipped_config_loads(path: Path, kind: type) -> None:
+    assert load_config(kind, path) is not None
