@@ -4,8 +4,9 @@ Stages (each skipped when its output is already there, so a second run only re-r
 
 1. Open-i reports -> study manifest (R2Gen split when its file sits beside the archive);
 2. SYNTHETIC phantom radiographs rendered from each report's labelled findings;
-3. SmolLM2-135M adapted briefly into a bidirectional report encoder (MNTP, then contrastive on
-   rule variants) on the train split — or a cached / given encoder reused;
+3. SmolLM2-135M adapted briefly into a bidirectional report encoder (the recipe of
+   configs/demo/text.yaml: contrastive on rule variants with error hard negatives) on the train split —
+   or a cached / given encoder reused;
 4. the phantom CLIP recipe (frozen, cached text tower; small CNN);
 5. evaluation on the test split (retrieval both ways, retrieval as report generation, style robustness);
 6. a retrieval index over the test and train studies;
@@ -142,7 +143,7 @@ def _recipe_hash(*parts: Any) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
-@_stage("3/7 report encoder: SmolLM2-135M -> bidirectional, MNTP + contrastive")
+@_stage("3/7 report encoder: SmolLM2-135M -> bidirectional, contrastive on report variants")
 def stage_text(cfg: DemoConfig, manifest: Path) -> Path:
     """Adapt the report encoder briefly (cached under $LEXRAY_HOME by recipe), or reuse a given one."""
     from lexray.text.config import TextTrainConfig
