@@ -67,7 +67,8 @@ def test_demo_config_recipes_parse() -> None:
 
     cfg = DemoConfig()
     root = Path(__file__).resolve().parents[2]
-    assert load_config(TextTrainConfig, root / cfg.text_config).mntp.enabled
+    text = load_config(TextTrainConfig, root / cfg.text_config)
+    assert text.contrastive.enabled and text.contrastive.hard_negatives and text.data.split == "train"
     assert load_config(ClipTrainConfig, root / cfg.clip_config).model.text.mode == "frozen"
     assert load_config(EvaluateConfig, root / cfg.eval_config).split == "test"
     assert json.dumps(results_rows(_metrics()))
