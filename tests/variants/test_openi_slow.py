@@ -14,6 +14,7 @@ from lexray.variants import (
     make_rule_variants_batch,
     source_text,
 )
+from lexray.variants.checks import SUMMARY_STYLES
 
 from .test_errors import _oracle_single_change
 
@@ -46,7 +47,7 @@ def test_rule_styles_on_real_reports(openi_train, labeler) -> None:
     for r in records:
         by_style.setdefault(r.style, []).append(r)
     # Oracle: relabel accepted variants and sources from scratch with the raw labeler.
-    accepted = [r for r in records if r.accepted and r.style not in ("impression_only", "findings_only")]
+    accepted = [r for r in records if r.accepted and r.style not in SUMMARY_STYLES]
     texts = sorted({r.text for r in accepted} | {source_text(by_id[r.study_id]) for r in accepted})
     vec = {t: lab.vector() for t, lab in zip(texts, labeler.pipe(texts), strict=True)}
     for r in accepted:
