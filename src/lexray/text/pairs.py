@@ -115,6 +115,8 @@ def build_examples(
                 else:
                     anchor, positive = rng.sample(texts, 2)
                 negs = tuple(rng.sample(errs, min(hard_negatives, len(errs))))
+                # Keyed before relayout: headers must not make two identical reports look different.
+                keys = (stable_hash("study:" + sid), stable_hash("text:" + normalize_text(anchor)), label_key)
                 if relayout_reports:
                     anchor, positive = (
                         relayout(study.findings, study.impression, rng)
@@ -123,7 +125,6 @@ def build_examples(
                         for t in (anchor, positive)
                     )
                     negs = tuple(relayout_text(t, rng) for t in negs)
-                keys = (stable_hash("study:" + sid), stable_hash("text:" + normalize_text(anchor)), label_key)
                 out.append(ContrastiveExample(anchor, positive, negs, keys, "variant"))
         if findings_impression and study.findings and study.impression:
             if normalize_text(study.findings) != normalize_text(study.impression):
