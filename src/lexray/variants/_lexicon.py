@@ -286,3 +286,45 @@ FABRICATIONS: dict[str, tuple[str, ...]] = {
     ),
 }
 SIDES: tuple[str, ...] = ("right", "left")
+
+# Rewording for the "restyled" style: each group holds interchangeable phrasings of one statement (lower
+# case; a match is replaced by another member of its group). Members must keep number agreement with
+# the rest of the sentence and must not change what the labeler reads (every variant is re-checked).
+SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
+    (
+        "heart size is normal",
+        "heart is normal in size",
+        "cardiac silhouette is normal in size",
+        "heart size is within normal limits",
+        "cardiac size is normal",
+    ),
+    ("cardiomediastinal silhouette", "cardiomediastinal contour"),
+    (
+        "no acute cardiopulmonary abnormality",
+        "no acute cardiopulmonary disease",
+        "no acute cardiopulmonary process",
+        "no acute cardiopulmonary findings",
+    ),
+    ("is within normal limits", "is normal", "appears normal", "is unremarkable"),
+    ("are within normal limits", "are normal", "appear normal", "are unremarkable"),
+    ("osseous structures", "bony structures", "skeletal structures", "visualized bones"),
+    ("pulmonary vascularity", "pulmonary vasculature"),
+    ("focal airspace disease", "focal airspace opacity"),
+    ("is seen", "is noted", "is identified", "is present", "is demonstrated"),
+    ("are seen", "are noted", "are identified", "are present", "are demonstrated"),
+    ("hyperinflated", "hyperexpanded", "overinflated"),
+    ("hyperinflation", "hyperexpansion"),
+    ("stable", "unchanged"),
+    ("consistent with", "compatible with", "in keeping with"),
+    ("in the interval", "since the prior study"),
+)
+
+# "The heart is mildly enlarged." <-> "There is mild cardiomegaly.": adverb -> adjective of the degree.
+DEGREE_ADJECTIVES: dict[str, str] = {
+    "minimally": "minimal",
+    "slightly": "slight",
+    "mildly": "mild",
+    "moderately": "moderate",
+    "markedly": "marked",
+    "severely": "severe",
+}

@@ -17,6 +17,7 @@ RULE_STYLES: tuple[str, ...] = (
     "reordered",  # sentence order changed within each section
     "headerless",  # section headers and list numbering removed
     "hospital_template",  # a hospital-style template with other headers and layout
+    "restyled",  # reworded: synonyms, other sentence frames, findings reordered
 )
 LLM_STYLES: tuple[str, ...] = ("standardized", "expanded", "impression_only", "paraphrase")
 ERROR_STYLE = "error"

@@ -15,7 +15,15 @@ from collections.abc import Callable, Sequence
 
 from lexray.data.study import Study
 from lexray.variants import _lexicon as lex
-from lexray.variants._text import join, render_sections, source_text, study_sections
+from lexray.variants._text import (
+    FINDINGS_HEADER,
+    IMPRESSION_HEADER,
+    join,
+    render_sections,
+    source_text,
+    split_sentences,
+    study_sections,
+)
 from lexray.variants.checks import ATTRIBUTES, CachedLabeler, Labeler, check_equivalent, get_default_labeler
 from lexray.variants.record import NOT_APPLICABLE, RULE_STYLES, VariantRecord
 
@@ -218,6 +226,104 @@ def style_hospital_template(
     return tpl["section_sep"].join(parts), ""
 
 
+def _synonym_table() -> list[tuple[re.Pattern[str], tuple[str, ...]]]:
+    out = []
+    for group in lex.SYNONYM_GROUPS:
+        alternation = "|".join(re.escape(p) for p in sorted(group, key=len, reverse=True))
+        out.append((re.compile(rf"(?<![\w/])(?:{alternation})(?![\w/])", re.I), group))
+    return out
+
+
+_SYNONYMS = _synonym_table()
+_ADVERB = "|".join(lex.DEGREE_ADJECTIVES)
+_ADJECTIVE = "|".join(lex.DEGREE_ADJECTIVES.values())
+_HEART_ENLARGED = re.compile(rf"^(?:The )?(?:heart|cardiac silhouette) is (?:({_ADVERB}) )?enlarged\.$", re.I)
+_CARDIOMEGALY = re.compile(rf"^(?:There is )?(?:({_ADJECTIVE}) )?cardiomegaly\.$", re.I)
+_NEGATION = re.compile(r"^(?:There (?:is|are) no|No) (.+)\.$")
+_SEEN = re.compile(r"^(?!No\b)(.+?) (is|are) (?:seen|noted|identified|present)\.$")
+_THERE_IS = re.compile(r"^There (is|are) (?!no\b)(.+)\.$")
+_ARTICLE_NOUNS = re.compile(r"^(?:Lungs|Heart|Mediastinum|Trachea|Cardiomediastinal|Pulmonary|Osseous)\b")
+
+
+def _lower_first(phrase: str) -> str:
+    """Lower-case a phrase's first letter unless it starts an acronym ("PICC", "RLL")."""
+    return phrase if phrase[1:2].isupper() else phrase[:1].lower() + phrase[1:]
+
+
+def _recast(sentence: str, rng: random.Random) -> str:
+    """Another sentence frame with the same content: negation, existence and heart-size frames."""
+    adverb = {v: k for k, v in lex.DEGREE_ADJECTIVES.items()}
+    if m := _HEART_ENLARGED.match(sentence):
+        degree = lex.DEGREE_ADJECTIVES[m.group(1).lower()] + " " if m.group(1) else ""
+        return rng.choice((f"There is {degree}cardiomegaly.", f"{degree}cardiomegaly."))
+    if m := _CARDIOMEGALY.match(sentence):
+        degree = adverb[m.group(1).lower()] + " " if m.group(1) else ""
+        return rng.choice((f"The heart is {degree}enlarged.", f"The cardiac silhouette is {degree}enlarged."))
+    m = _NEGATION.match(sentence)
+    if m and not _NO_VERB.search(m.group(1)) and not _NO_CHANGE.search(sentence):
+        what = m.group(1)
+        frames = ["No {}.", "There is no {}.", "No {} is seen.", "No {} is identified."]
+        if not what.lower().startswith("evidence"):
+            frames.append("No evidence of {}.")
+        return rng.choice(frames).format(what)
+    if m := _SEEN.match(sentence):
+        return f"There {m.group(2)} {_lower_first(m.group(1))}."
+    if m := _THERE_IS.match(sentence):
+        return f"{m.group(2)} {m.group(1)} seen."
+    if sentence.startswith("The ") and rng.random() < 0.3:
+        return sentence[4:]
+    if _ARTICLE_NOUNS.match(sentence) and rng.random() < 0.5:
+        return "The " + _lower_first(sentence)
+    return sentence
+
+
+def _reword_sentence(sentence: str, rng: random.Random) -> str:
+    s = sentence
+    for pattern, group in _SYNONYMS:
+
+        def repl(m: re.Match[str], group: tuple[str, ...] = group) -> str:
+            others = [g for g in group if g != m.group(0).lower()]
+            if rng.random() < 0.25:  # some phrasings stay, so seeds differ
+                return m.group(0)
+            return _match_case(rng.choice(others), m.group(0), m.start() == 0)
+
+        s = pattern.sub(repl, s)
+    return _tidy(_recast(s, rng))
+
+
+def reword_sections(
+    findings: list[str], impression: list[str], rng: random.Random
+) -> tuple[list[str], list[str]]:
+    """Both sections reworded (synonyms, other sentence frames) and the findings reordered."""
+    f = [_reword_sentence(s, rng) for s in findings]
+    i = [_reword_sentence(s, rng) for s in impression]
+    return (_shuffled(f, rng) if rng.random() < 0.7 else f), i
+
+
+def style_restyled(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
+    """A formal rewrite: synonyms, other sentence frames ("No X." -> "No X is seen."), findings reordered.
+
+    The rule counterpart of the LLM ``paraphrase`` style; it keeps every statement and its attributes.
+    """
+    f, i = reword_sections(findings, impression, rng)
+    if f == findings and i == impression:
+        return "", f"{NOT_APPLICABLE}: nothing to reword"
+    return render_sections(f, i), ""
+
+
+def reword_report(text: str, rng: random.Random) -> str:
+    """:func:`style_restyled` for a report text (``FINDINGS:`` / ``IMPRESSION:`` headers optional).
+
+    Used on single-error variants so that a hard negative does not share the source's wording; the
+    rewording keeps the injected error, because every rewrite keeps the statement it rewrites.
+    """
+    head, sep, tail = text.partition(IMPRESSION_HEADER)
+    findings = split_sentences(head.replace(FINDINGS_HEADER, " ", 1))
+    impression = split_sentences(tail) if sep else []
+    f, i = reword_sections(findings, impression, rng)
+    return render_sections(f, i)
+
+
 STYLE_FUNCTIONS: dict[str, StyleFn] = {
     "shorthand": style_shorthand,
     "expanded": style_expanded,
@@ -227,6 +333,7 @@ STYLE_FUNCTIONS: dict[str, StyleFn] = {
     "reordered": style_reordered,
     "headerless": style_headerless,
     "hospital_template": style_hospital_template,
+    "restyled": style_restyled,
 }
 assert tuple(STYLE_FUNCTIONS) == RULE_STYLES
 
