@@ -158,3 +158,15 @@ def test_real_open_i_archive_counts(openi_dir):
 
     promptmrg = Counter(s.split for s in load_openi(archive, openi_dir / "promptmrg_split.json").studies)
     assert (promptmrg["train"], promptmrg["val"], promptmrg["test"]) == (3062, 382, 382)
+
+
+def test_read_studies_from_open_i_or_a_manifest(tmp_path):
+    from lexray.data.manifest import read_studies, write_manifest
+
+    archive = _archive(tmp_path)
+    from_archive = read_studies(openi=archive)
+    assert from_archive == load_openi(archive).studies
+    manifest = write_manifest(from_archive[:2], tmp_path / "m.parquet")
+    assert read_studies(manifest=manifest, openi=archive) == from_archive[:2]  # the manifest wins
+    with pytest.raises(ValueError, match="give a manifest"):
+        read_studies()

@@ -17,6 +17,7 @@ object per line: source, record, reason, detail).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import uuid
 from collections.abc import Collection, Iterable, Iterator
@@ -28,6 +29,8 @@ import pyarrow.parquet as pq
 
 from lexray import __version__
 from lexray.data.study import Image, Reject, Study
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 _META_VERSION = b"lexray.schema_version"
@@ -252,6 +255,27 @@ def read_manifest(path: str | Path) -> list[Study]:
         ManifestError: the file is absent, not a lexray manifest, or from a newer schema version.
     """
     return list(iter_table(read_table(path)))
+
+
+def read_studies(
+    manifest: str | Path | None = None, openi: str | Path | None = None, split_file: str | Path | None = None
+) -> list[Study]:
+    """Studies from a manifest, or straight from the Open-i report archive (splits from ``split_file``).
+
+    Raises:
+        ValueError: neither source is given.
+        ManifestError: the manifest cannot be read.
+    """
+    if manifest:
+        return read_manifest(manifest)
+    if openi:
+        from lexray.data.sources.openi import load_openi
+
+        result = load_openi(openi, split_file=split_file or None)
+        if result.rejects:
+            log.info("Open-i: %d records skipped by the reader", len(result.rejects))
+        return result.studies
+    raise ValueError("give a manifest, or the Open-i report archive (with its split file)")
 
 
 def select(
