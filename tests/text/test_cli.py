@@ -85,6 +85,27 @@ def test_text_evaluate_writes_metrics(tiny_llama_dir, tmp_path):
         "errdisc_shorthand_acc",
         "impression_only_R@10",
     }
+    # --dtype runs the same encoder in another precision
+    args = [
+        "text",
+        "evaluate",
+        "-m",
+        str(tiny_llama_dir),
+        "-b",
+        str(bench),
+        "-o",
+        str(out),
+        "--dtype",
+        "bfloat16",
+    ]
+    assert runner.invoke(app, args).exit_code == 0
+    bf16 = TextEncoder.from_pretrained(str(tiny_llama_dir), dtype="bfloat16")
+    assert bf16.base_model().embed_tokens.weight.dtype == torch.bfloat16
+    assert json.loads(out.read_text())["metrics"] == pytest.approx(
+        evaluate_bench(bf16.encode, load_bench(bench))
+    )
+    bad = runner.invoke(app, [*args[:-1], "float8"])
+    assert bad.exit_code == 2 and "dtype" in bad.output
 
 
 def test_export_st_matches_encoder(tiny_llama_dir, tmp_path):

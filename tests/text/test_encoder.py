@@ -119,6 +119,28 @@ def test_lora_last_n_layers(tiny_llama_dir):
     assert names and all(".layers.1." in n for n in names)
 
 
+def test_scale_lora_interpolates_merged_weights(tiny_llama_dir):
+    def merged_q(factor: float | None) -> torch.Tensor:
+        enc = TextEncoder.from_pretrained(str(tiny_llama_dir), lora={"enabled": True, "r": 4})
+        torch.manual_seed(0)
+        with torch.no_grad():
+            for n, p in enc.named_parameters():
+                if "lora_" in n:
+                    p.normal_(std=0.1)
+        if factor is not None:
+            enc.scale_lora(factor)
+        enc.merge_lora()
+        return enc.base_model().layers[0].self_attn.q_proj.weight.detach().clone()
+
+    base = TextEncoder.from_pretrained(str(tiny_llama_dir)).base_model().layers[0].self_attn.q_proj.weight
+    full, half = merged_q(None), merged_q(0.5)
+    assert not torch.allclose(full, base)
+    torch.testing.assert_close(half, base + 0.5 * (full - base))
+    plain = TextEncoder.from_pretrained(str(tiny_llama_dir))
+    with pytest.raises(ValueError, match="needs LoRA adapters"):
+        plain.scale_lora(0.5)
+
+
 @pytest.mark.parametrize("pooling", ["mean", "latent"])
 def test_save_load_identical_embeddings_adapter(tiny_llama_dir, tmp_path, pooling):
     texts = ["lungs are clear .", "small left pleural effusion", ""]

@@ -3,6 +3,7 @@ false-negative masking, GradCache equivalence, the full run and the paper config
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -240,6 +241,28 @@ def test_build_examples_relayout_changes_only_headers():
     assert layouts == {(False, False), (False, True), (True, True)}
 
 
+def test_build_examples_rewords_hard_negatives_on_request():
+    studies = _studies(8)
+    eq = {s.study_id: [f"FINDINGS: {s.findings}\nIMPRESSION: {s.impression}"] for s in studies}
+    err = {
+        s.study_id: [f"FINDINGS: {s.findings} A right pleural effusion is seen.\nIMPRESSION: {s.impression}"]
+        for s in studies
+    }
+    originals = {t for ts in err.values() for t in ts}
+    plain = build_examples(studies, eq, err, {}, 2, 1, False, random.Random(0))
+    assert {e.negatives[0] for e in plain} <= originals  # off by default: the stored error texts
+    reworded = build_examples(studies, eq, err, {}, 2, 1, False, random.Random(0), reword_negatives=1.0)
+    changed = [e for e in reworded if e.negatives[0] not in originals]
+    assert len(changed) > len(reworded) // 2
+    # the injected error survives the rewording (in another sentence frame), and no side changes
+    by_key = {stable_hash("study:" + s.study_id): err[s.study_id][0] for s in studies}
+    sides = lambda t: [w for w in normalize_text(t).split() if w in ("left", "right")]  # noqa: E731
+    for e in changed:
+        assert "right pleural effusion" in e.negatives[0].lower()
+        assert sorted(sides(e.negatives[0])) == sorted(sides(by_key[e.keys[0]]))
+    assert any("There is a right pleural effusion." in e.negatives[0] for e in changed)
+
+
 # ------------------------------------------------------------------------------------- full runs
 
 
@@ -307,6 +330,54 @@ def test_bench_monitor_scores_during_training(tiny_llama_dir, manifest, tmp_path
     scored = [r for r in records if r["stage"] == "bench"]
     assert [r["step"] for r in scored] == [1, 2]  # every 2 steps and after the last
     assert all(0.0 <= r["errdisc_orig_acc"] <= 1.0 and "shorthand_R@1" in r for r in scored)
+
+    # WiSE-FT: the kept fraction of the update is scored once more and is what gets saved
+    half = train(
+        dataclasses.replace(
+            cfg,
+            output_dir=str(tmp_path / "half"),
+            contrastive=dataclasses.replace(cfg.contrastive, weight_interpolation=0.5),
+        )
+    )
+    records = [json.loads(line) for line in (half / "metrics.jsonl").read_text().splitlines()]
+    scored = [r for r in records if r["stage"] == "bench"]
+    assert [(r["step"], r.get("weight_interpolation")) for r in scored] == [(1, None), (2, None), (2, 0.5)]
+    texts = ["lungs are clear", "small left pleural effusion"]
+    base = TextEncoder.from_pretrained(str(tiny_llama_dir), pooling=cfg.encoder.pooling).encode(texts)
+    e_full, e_half = (TextEncoder.from_pretrained(d).encode(texts) for d in (out, half))
+    assert not np.allclose(e_full, e_half) and not np.allclose(e_half, base)
+
+
+def test_weight_interpolation_needs_lora_and_a_fraction(tiny_llama_dir, manifest, tmp_path):
+    from lexray.text.train import train
+
+    for extra in (
+        ["contrastive.weight_interpolation=1.5"],
+        ["contrastive.weight_interpolation=0.5", "contrastive.lora.enabled=false"],
+    ):
+        cfg = _cfg(REPO / "configs/text/tiny-smoke.yaml", tiny_llama_dir, manifest, tmp_path / "r", extra)
+        with pytest.raises(ValueError, match="weight_interpolation"):
+            train(cfg)
+
+
+def test_cli_train_runs_the_stages_the_config_enables(tiny_llama_dir, manifest, tmp_path):
+    from typer.testing import CliRunner
+
+    from lexray.cli.main import app
+
+    def stages(*args: str) -> set[str]:
+        out = tmp_path / f"cli{len(list(tmp_path.iterdir()))}"
+        sets = [f"encoder.model={tiny_llama_dir}", f"data.manifest={manifest}", "mntp.steps=2"]
+        sets += ["contrastive.steps=2", "contrastive.batch_size=4", "mntp.enabled=false"]
+        cmd = ["text", "train", "-c", str(REPO / "configs/text/tiny-smoke.yaml"), "-o", str(out), *args]
+        result = CliRunner().invoke(app, cmd + [x for s in sets for x in ("--set", s)])
+        assert result.exit_code == 0, result.output
+        records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        return {r["stage"] for r in records} & {"mntp", "contrastive"}
+
+    assert stages() == {"contrastive"}  # the config switched MNTP off; no flag turns it back on
+    assert stages("--stages", "mntp,contrastive") == {"mntp", "contrastive"}
+    assert stages("--stages", "mntp") == {"mntp"}
 
 
 def test_refuses_val_or_test_split(tiny_llama_dir, manifest, tmp_path):

@@ -25,19 +25,22 @@ def _fail(exc: Exception) -> None:
 def train(
     config: Path = typer.Option(None, "--config", "-c", help="YAML recipe with TextTrainConfig fields."),
     set_: list[str] = typer.Option(None, "--set", help="Override a key, e.g. --set contrastive.steps=50."),
-    stages: str = typer.Option("mntp,contrastive", help="Stages to run, comma-separated: mntp, contrastive."),
+    stages: str = typer.Option(
+        None, help="Stages to run, comma-separated: mntp, contrastive (default: those the config enables)."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Run directory (default: the config's output_dir)."),
 ) -> None:
     """Train a text encoder; the run directory is then a loadable encoder (``--model DIR``)."""
     from lexray.text.config import TextTrainConfig
     from lexray.text.train import train as run_training
 
-    chosen = {s.strip() for s in stages.split(",") if s.strip()}
-    unknown = chosen - {"mntp", "contrastive"}
-    if unknown:
-        _fail(ValueError(f"unknown stage(s) {sorted(unknown)}; use mntp and/or contrastive"))
     overrides = list(set_ or [])
-    overrides += [f"mntp.enabled={'mntp' in chosen}", f"contrastive.enabled={'contrastive' in chosen}"]
+    if stages is not None:
+        chosen = {s.strip() for s in stages.split(",") if s.strip()}
+        unknown = chosen - {"mntp", "contrastive"}
+        if unknown or not chosen:
+            _fail(ValueError(f"unknown stage(s) {sorted(unknown)}; use mntp and/or contrastive"))
+        overrides += [f"mntp.enabled={'mntp' in chosen}", f"contrastive.enabled={'contrastive' in chosen}"]
     if out is not None:
         overrides.append(f"output_dir={json.dumps(str(out))}")
     try:
@@ -57,6 +60,9 @@ def evaluate(
     batch_size: int = typer.Option(16, help="Texts per forward pass."),
     pooling: str = typer.Option(None, help="Pooling for a base model: mean | last | latent (default mean)."),
     causal: bool = typer.Option(False, "--causal", help="Keep a decoder's causal mask (base models only)."),
+    dtype: str = typer.Option(
+        None, help="Weights dtype: float32 | bfloat16 | float16 (default: the encoder's own)."
+    ),
     out: Path = typer.Option(None, "--out", "-o", help="Write the metrics as JSON here."),
 ) -> None:
     """Score an encoder on a text benchmark (style retrieval R@k, error discrimination)."""
@@ -70,6 +76,8 @@ def evaluate(
             overrides["pooling"] = pooling
     elif pooling or causal:
         _fail(ValueError(f"{model} is a trained encoder: its pooling and attention are fixed"))
+    if dtype:
+        overrides["dtype"] = dtype
     try:
         items = load_bench(bench)
         encoder = TextEncoder.from_pretrained(model, **overrides)
@@ -120,19 +128,11 @@ def bench_skeleton(
     seed: int = typer.Option(0, help="Seed of the draw."),
 ) -> None:
     """Draw the source reports of a held-out text bench (abnormal, de-duplicated) for hand-written variants."""
+    from lexray.data.manifest import read_studies
     from lexray.text.bench import select_bench_studies, write_bench_skeleton
 
     try:
-        if manifest is not None:
-            from lexray.data.manifest import read_manifest
-
-            studies = read_manifest(manifest)
-        elif openi is not None:
-            from lexray.data.sources.openi import load_openi
-
-            studies = load_openi(openi, split_file=split_file).studies
-        else:
-            raise ValueError("give --openi (with --split-file) or --manifest")
+        studies = read_studies(manifest, openi, split_file)
         chosen = select_bench_studies([s for s in studies if s.split == split], n=n, seed=seed)
         path = write_bench_skeleton(chosen, out)
     except (ValueError, OSError) as exc:

@@ -92,6 +92,8 @@ class ContrastiveConfig:
     relayout: bool = (
         True  # draw each whole report's section-header layout at random (headers carry no signal)
     )
+    weight_interpolation: float = 1.0  # WiSE-FT: keep this fraction of the learned LoRA update (1 = all)
+    reword_negatives: float = 0.0  # chance that a hard negative is reworded (rule synonyms, reordering)
     mask_same_labels: bool = True  # mask in-batch negatives whose finding labels equal the anchor's
     lora: LoraSettings = field(
         default_factory=lambda: LoraSettings(enabled=True)

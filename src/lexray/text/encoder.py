@@ -242,6 +242,24 @@ class TextEncoder(nn.Module):
             self._full_tuned = False
             self._merged = True
 
+    def scale_lora(self, factor: float) -> None:
+        """Keep ``factor`` of the learned LoRA update: W = W0 + factor * (alpha / r) * B @ A.
+
+        Weight-space interpolation between the frozen backbone and the fine-tuned one (WiSE-FT,
+        Wortsman et al. 2022): between 0 and 1 it trades some of the fine-tuning gain for the base
+        model's robustness. Scaling ``B`` is exact for every adapter and survives both adapter and merged
+        saves.
+
+        Raises:
+            ValueError: the encoder has no LoRA adapters.
+        """
+        if not self.has_lora:
+            raise ValueError("scale_lora needs LoRA adapters; this encoder has none (full tuning or merged)")
+        with torch.no_grad():
+            for name, param in self.backbone.named_parameters():
+                if "lora_B" in name:
+                    param.mul_(factor)
+
     @property
     def has_lora(self) -> bool:
         """True when the backbone carries peft adapters."""

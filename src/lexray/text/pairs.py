@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from lexray.data.study import Study
+from lexray.variants.rules import reword_report
 
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 _FINDINGS_HEADER = re.compile(r"^\s*FINDINGS:\s*")
@@ -78,6 +79,7 @@ def build_examples(
     findings_impression: bool,
     rng: random.Random,
     relayout_reports: bool = False,
+    reword_negatives: float = 0.0,
 ) -> list[ContrastiveExample]:
     """Sample one epoch of contrastive examples.
 
@@ -97,6 +99,10 @@ def build_examples(
         rng: the epoch's random generator.
         relayout_reports: draw the section-header layout of every whole-report text at random
             (:func:`relayout`), so headers carry no signal.
+        reword_negatives: chance that each hard negative is reworded
+            (:func:`lexray.variants.rules.reword_report`). Error variants otherwise copy the source's
+            wording, so the encoder could learn "same words, one change = negative" instead of reading
+            the clinical content.
     """
     out: list[ContrastiveExample] = []
     for study in studies:
@@ -114,7 +120,10 @@ def build_examples(
                     anchor, positive = original, rng.choice(texts[1:])
                 else:
                     anchor, positive = rng.sample(texts, 2)
-                negs = tuple(rng.sample(errs, min(hard_negatives, len(errs))))
+                negs = tuple(
+                    reword_report(t, rng) if reword_negatives and rng.random() < reword_negatives else t
+                    for t in rng.sample(errs, min(hard_negatives, len(errs)))
+                )
                 # Keyed before relayout: headers must not make two identical reports look different.
                 keys = (stable_hash("study:" + sid), stable_hash("text:" + normalize_text(anchor)), label_key)
                 if relayout_reports:

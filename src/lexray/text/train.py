@@ -48,21 +48,12 @@ def load_train_studies(config: TextDataConfig) -> list[Study]:
     """
     if config.split.lower() in FORBIDDEN_SPLITS:
         raise ValueError(f"data.split={config.split!r}: the text encoder never trains on val or test studies")
-    if config.manifest:
-        from lexray.data.manifest import read_manifest
+    from lexray.data.manifest import read_studies
 
-        studies = read_manifest(config.manifest)
-        source = config.manifest
-    elif config.openi:
-        from lexray.data.sources.openi import load_openi
-
-        result = load_openi(config.openi, split_file=config.split_file or None)
-        studies = result.studies
-        source = config.openi
-        if result.rejects:
-            log.info("Open-i: %d records skipped by the reader", len(result.rejects))
-    else:
+    if not (config.manifest or config.openi):
         raise ValueError("set data.manifest or data.openi (with data.split_file) to train the text encoder")
+    studies = read_studies(config.manifest, config.openi, config.split_file)
+    source = config.manifest or config.openi
     studies = [s for s in studies if s.split == config.split and s.report_text]
     if config.max_studies:
         studies = studies[: config.max_studies]
@@ -357,6 +348,7 @@ def run_contrastive(
             config.findings_impression,
             rng,
             relayout_reports=config.relayout,
+            reword_negatives=config.reword_negatives,
         )
         for i, batch in enumerate(batches_without_duplicates(examples, config.batch_size, rng)):
             if i % world == rank:
@@ -397,7 +389,8 @@ def _bench_monitor(
     """Score the encoder on ``config.eval_bench`` every ``config.eval_every`` steps and after the last.
 
     The bench is only embedded, never trained on; its scores go to ``metrics.jsonl`` as
-    ``{"stage": "bench", ...}`` records so a run's trajectory can be read afterwards.
+    ``{"stage": "bench", ...}`` records so a run's trajectory can be read afterwards. Extra keyword
+    arguments force a score now and are written with it (the final weight interpolation).
     """
     if not (config.eval_bench and config.eval_every and accelerator.is_main_process):
         return None
@@ -406,11 +399,13 @@ def _bench_monitor(
     items = load_bench(config.eval_bench)
     last = config.contrastive.steps - 1
 
-    def monitor(step: int) -> None:
-        if (step + 1) % config.eval_every and step != last:
+    def monitor(step: int, **extra: Any) -> None:
+        if (step + 1) % config.eval_every and step != last and not extra:
             return
         scores = evaluate_bench(lambda texts: encoder.encode(texts, batch_size=32), items)
-        metrics.write({"stage": "bench", "step": step, **{k: round(v, 4) for k, v in scores.items()}})
+        metrics.write(
+            {"stage": "bench", "step": step, **extra, **{k: round(v, 4) for k, v in scores.items()}}
+        )
         log.info(
             "bench at step %d: %s",
             step + 1,
@@ -438,6 +433,11 @@ def train(config: TextTrainConfig, accelerator: Any | None = None) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
     set_seed(config.seed)
+    wi = config.contrastive.weight_interpolation
+    if wi != 1.0 and not (0.0 <= wi <= 1.0 and config.contrastive.lora.enabled):
+        raise ValueError(
+            f"contrastive.weight_interpolation={wi}: needs contrastive.lora.enabled and a value in [0, 1]"
+        )
     if accelerator.is_main_process:
         save_config(config, out)
     metrics = _MetricLog(out / METRICS_FILE, accelerator.is_main_process)
@@ -465,6 +465,7 @@ def train(config: TextTrainConfig, accelerator: Any | None = None) -> Path:
     if config.contrastive.enabled:
         pool = prepare_variants(studies, config.data, config.seed, out / VARIANTS_SUBDIR)
         _make_trainable(encoder, config.contrastive.lora)
+        monitor = _bench_monitor(encoder, config, metrics, accelerator)
         losses = run_contrastive(
             encoder,
             studies,
@@ -474,11 +475,20 @@ def train(config: TextTrainConfig, accelerator: Any | None = None) -> Path:
             accelerator,
             metrics,
             config.log_every,
-            monitor=_bench_monitor(encoder, config, metrics, accelerator),
+            monitor=monitor,
         )
         log.info(
             "contrastive: loss %.3f -> %.3f over %d steps", _mean(losses[:5]), _mean(losses[-5:]), len(losses)
         )
+        if config.contrastive.weight_interpolation != 1.0:
+            encoder.scale_lora(config.contrastive.weight_interpolation)
+            log.info(
+                "kept %.2f of the contrastive LoRA update (WiSE-FT)", config.contrastive.weight_interpolation
+            )
+            if monitor is not None:
+                monitor(
+                    config.contrastive.steps - 1, weight_interpolation=config.contrastive.weight_interpolation
+                )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         encoder.save_pretrained(out, merge=True if config.save == "merged" else None)
