@@ -237,6 +237,7 @@ def _synonym_table() -> list[tuple[re.Pattern[str], tuple[str, ...]]]:
 _SYNONYMS = _synonym_table()
 _ADVERB = "|".join(lex.DEGREE_ADJECTIVES)
 _ADJECTIVE = "|".join(lex.DEGREE_ADJECTIVES.values())
+_DEGREE_ADVERBS = {adjective: adverb for adverb, adjective in lex.DEGREE_ADJECTIVES.items()}
 _HEART_ENLARGED = re.compile(rf"^(?:The )?(?:heart|cardiac silhouette) is (?:({_ADVERB}) )?enlarged\.$", re.I)
 _CARDIOMEGALY = re.compile(rf"^(?:There is )?(?:({_ADJECTIVE}) )?cardiomegaly\.$", re.I)
 _NEGATION = re.compile(r"^(?:There (?:is|are) no|No) (.+)\.$")
@@ -252,12 +253,11 @@ def _lower_first(phrase: str) -> str:
 
 def _recast(sentence: str, rng: random.Random) -> str:
     """Another sentence frame with the same content: negation, existence and heart-size frames."""
-    adverb = {v: k for k, v in lex.DEGREE_ADJECTIVES.items()}
     if m := _HEART_ENLARGED.match(sentence):
         degree = lex.DEGREE_ADJECTIVES[m.group(1).lower()] + " " if m.group(1) else ""
         return rng.choice((f"There is {degree}cardiomegaly.", f"{degree}cardiomegaly."))
     if m := _CARDIOMEGALY.match(sentence):
-        degree = adverb[m.group(1).lower()] + " " if m.group(1) else ""
+        degree = _DEGREE_ADVERBS[m.group(1).lower()] + " " if m.group(1) else ""
         return rng.choice((f"The heart is {degree}enlarged.", f"The cardiac silhouette is {degree}enlarged."))
     m = _NEGATION.match(sentence)
     if m and not _NO_VERB.search(m.group(1)) and not _NO_CHANGE.search(sentence):
