@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
@@ -176,7 +177,7 @@ def test_restyled_rewords_every_frame_and_keeps_the_statements() -> None:
     assert len(set(texts)) > 6
     # an error variant keeps its error when reworded: the swapped side stays swapped
     error = "FINDINGS: There is a small right pleural effusion. No pneumothorax.\nIMPRESSION: Right effusion."
-    reworded = {reword_report(error, __import__("random").Random(k)) for k in range(10)}
+    reworded = {reword_report(error, random.Random(k)) for k in range(10)}
     assert all("right" in t and "left" not in t and t.count("IMPRESSION:") == 1 for t in reworded)
     assert len(reworded) > 3
-    assert reword_report("Heart nl. No PTX.", __import__("random").Random(0)).startswith("FINDINGS:")
+    assert reword_report("Heart nl. No PTX.", random.Random(0)).startswith("FINDINGS:")

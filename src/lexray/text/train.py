@@ -50,8 +50,6 @@ def load_train_studies(config: TextDataConfig) -> list[Study]:
         raise ValueError(f"data.split={config.split!r}: the text encoder never trains on val or test studies")
     from lexray.data.manifest import read_studies
 
-    if not (config.manifest or config.openi):
-        raise ValueError("set data.manifest or data.openi (with data.split_file) to train the text encoder")
     studies = read_studies(config.manifest, config.openi, config.split_file)
     source = config.manifest or config.openi
     studies = [s for s in studies if s.split == config.split and s.report_text]
@@ -480,15 +478,11 @@ def train(config: TextTrainConfig, accelerator: Any | None = None) -> Path:
         log.info(
             "contrastive: loss %.3f -> %.3f over %d steps", _mean(losses[:5]), _mean(losses[-5:]), len(losses)
         )
-        if config.contrastive.weight_interpolation != 1.0:
-            encoder.scale_lora(config.contrastive.weight_interpolation)
-            log.info(
-                "kept %.2f of the contrastive LoRA update (WiSE-FT)", config.contrastive.weight_interpolation
-            )
+        if wi != 1.0:
+            encoder.scale_lora(wi)
+            log.info("kept %.2f of the contrastive LoRA update (WiSE-FT)", wi)
             if monitor is not None:
-                monitor(
-                    config.contrastive.steps - 1, weight_interpolation=config.contrastive.weight_interpolation
-                )
+                monitor(config.contrastive.steps - 1, weight_interpolation=wi)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         encoder.save_pretrained(out, merge=True if config.save == "merged" else None)
