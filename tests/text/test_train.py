@@ -485,3 +485,55 @@ def test_prepare_variants_fills_gaps_and_uses_only_the_configured_kinds(tmp_path
         r.text for r in VariantStore(cache).iter_records() if r.error_type == "laterality" and r.accepted
     }
     assert {t for ts in pool3.errors.values() for t in ts} == laterality
+
+
+def test_fabricated_studies_are_sided_train_reports_with_their_source_as_negative(tmp_path):
+    from lexray.text.config import TextDataConfig
+    from lexray.text.train import fabricated_studies, prepare_variants
+    from lexray.variants import SIDED_FABRICATIONS, VariantStore
+
+    studies = _studies(12)
+    cache = tmp_path / "variants"
+    prepare_variants(studies, TextDataConfig(styles=("reordered",), error_types=("fabricated",)), 0, cache)
+    made = [r for r in VariantStore(cache).iter_records() if r.accepted]
+    sided = [r for r in made if r.target in SIDED_FABRICATIONS]
+    assert sided and len(sided) < len(made)  # some fabrications (cardiomegaly, edema) name no side
+
+    synthetic, sources = fabricated_studies(studies, cache, 1.0, 0)
+    assert len(synthetic) == len(sided) == len(sources)
+    parents = {s.study_id: s for s in studies}
+    for study in synthetic:
+        parent_id, target = study.study_id.split("+")
+        assert target in SIDED_FABRICATIONS and study.split == "train"
+        assert study.extra["synthetic"] == "fabricated"
+        # the synthetic report is the source report plus one sentence that names a side
+        parent = parents[parent_id]
+        assert parent.impression == study.impression or not parent.impression
+        assert len(study.findings) > len(parent.findings)
+        assert " right " in f" {study.findings} " or " left " in f" {study.findings} "
+        assert "FINDINGS:" in sources[study.study_id] and parent.findings[:20] in sources[study.study_id]
+    half, _ = fabricated_studies(studies, cache, 0.5, 0)
+    assert len(half) == round(0.5 * len(sided))
+    assert {s.study_id for s in half} == {s.study_id for s in fabricated_studies(studies, cache, 0.5, 0)[0]}
+
+
+def test_full_run_trains_on_fabricated_studies(tiny_llama_dir, manifest, tmp_path):
+    from lexray.text.train import train
+    from lexray.variants import VariantStore
+
+    cfg = _cfg(
+        REPO / "configs/text/tiny-smoke.yaml",
+        tiny_llama_dir,
+        manifest,
+        tmp_path / "run",
+        ["data.fabricated_studies=1.0", 'data.error_types=["fabricated","laterality"]'],
+    )
+    out = train(cfg)
+    synthetic = {r.study_id for r in VariantStore(out / "variants" / "fabricated").iter_records()}
+    assert synthetic and all("+" in i for i in synthetic)
+    # a laterality error of a synthetic study swaps the side of its inserted finding
+    swaps = [
+        r for r in VariantStore(out / "variants" / "fabricated").iter_records()
+        if r.error_type == "laterality" and r.accepted
+    ]
+    assert swaps

@@ -181,3 +181,15 @@ def test_restyled_rewords_every_frame_and_keeps_the_statements() -> None:
     assert all("right" in t and "left" not in t and t.count("IMPRESSION:") == 1 for t in reworded)
     assert len(reworded) > 3
     assert reword_report("Heart nl. No PTX.", random.Random(0)).startswith("FINDINGS:")
+
+
+@pytest.mark.parametrize(
+    ("findings", "impression"),
+    [(["Heart is normal.", "No effusion."], ["Normal chest."]), (["Heart is normal."], []), ([], ["Normal."])],
+)
+def test_parse_sections_inverts_render_sections(findings, impression):
+    from lexray.variants import parse_sections
+    from lexray.variants._text import render_sections
+
+    assert parse_sections(render_sections(findings, impression)) == (" ".join(findings), " ".join(impression))
+    assert parse_sections("Heart is normal.  No effusion.") == ("Heart is normal. No effusion.", "")

@@ -115,6 +115,9 @@ class TextDataConfig:
     styles: tuple[str, ...] = ()  # rule styles to generate (empty = all the variants package offers)
     error_types: tuple[str, ...] = ()  # error types to generate (empty = all)
     use_labeler: bool = True  # label source reports for false-negative masking (variant checks always label)
+    fabricated_studies: float = (
+        0.0  # share of train studies whose fabricated-finding error variant also becomes a synthetic study
+    )
 
 
 @dataclass(frozen=True)

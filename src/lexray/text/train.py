@@ -134,6 +134,66 @@ def prepare_variants(
     return pool
 
 
+def fabricated_studies(
+    studies: Sequence[Study], cache_dir: Path, share: float, seed: int
+) -> tuple[list[Study], dict[str, str]]:
+    """Synthetic abnormal studies: train reports with one inserted finding, from the variant cache.
+
+    Most Open-i train reports are normal, so fewer than a quarter offer a side, a lobe or a degree that
+    a laterality, location or severity error could change. A report with one fabricated finding ("A
+    small left pleural effusion is present.") does, and training on it with its own variants and
+    errors teaches the encoder that one changed side or degree word changes the report.
+
+    Args:
+        studies: the train studies whose accepted ``fabricated`` error variants are in ``cache_dir``.
+        cache_dir: the run's variant cache.
+        share: fraction of the studies with a sided fabricated finding turned into a synthetic study
+            (drawn with ``seed``).
+        seed: seed of the draw.
+
+    Returns:
+        (synthetic studies, synthetic study id -> its source report in the standard layout). The source
+        report differs from the synthetic one by exactly the inserted finding: a hard negative.
+    """
+    from lexray.variants import SIDED_FABRICATIONS, VariantStore, parse_sections, source_text
+
+    # Only findings inserted with a side: the others ("The heart is enlarged.") add no side, lobe or
+    # degree, and some contradict a normal sentence left in the report.
+    by_id = {s.study_id: s for s in studies}
+    records = [
+        r
+        for r in VariantStore(cache_dir).iter_records()
+        if r.accepted and r.error_type == "fabricated" and r.target in SIDED_FABRICATIONS and r.study_id in by_id
+    ]
+    chosen = random.Random(f"{seed}|fabricated-studies").sample(records, round(share * len(records)))
+    out: list[Study] = []
+    sources: dict[str, str] = {}
+    for r in chosen:
+        parent = by_id[r.study_id]
+        findings, impression = parse_sections(r.text)
+        study = dataclasses.replace(
+            parent,
+            study_id=f"{parent.study_id}+{r.target}",
+            findings=findings,
+            impression=impression,
+            report="",
+            images=(),
+            extra={**parent.extra, "synthetic": "fabricated"},
+        )
+        out.append(study)
+        sources[study.study_id] = source_text(parent)
+    return out, sources
+
+
+def merge_pools(first: VariantPool, second: VariantPool) -> VariantPool:
+    """One pool holding the variants and label keys of both (study ids must not overlap)."""
+    return VariantPool(
+        {**first.equivalents, **second.equivalents},
+        {**first.errors, **second.errors},
+        {**first.label_keys, **second.label_keys},
+    )
+
+
 # ----------------------------------------------------------------------------------------------
 # shared loop pieces
 
@@ -462,11 +522,22 @@ def train(config: TextTrainConfig, accelerator: Any | None = None) -> Path:
         encoder.freeze_backbone()
     if config.contrastive.enabled:
         pool = prepare_variants(studies, config.data, config.seed, out / VARIANTS_SUBDIR)
+        train_studies = list(studies)
+        if config.data.fabricated_studies:
+            extra, sources = fabricated_studies(
+                studies, out / VARIANTS_SUBDIR, config.data.fabricated_studies, config.seed
+            )
+            extra_pool = prepare_variants(extra, config.data, config.seed, out / VARIANTS_SUBDIR / "fabricated")
+            for sid, text in sources.items():
+                extra_pool.errors.setdefault(sid, []).append(text)
+            pool = merge_pools(pool, extra_pool)
+            train_studies += extra
+            log.info("added %d synthetic studies with one fabricated finding each", len(extra))
         _make_trainable(encoder, config.contrastive.lora)
         monitor = _bench_monitor(encoder, config, metrics, accelerator)
         losses = run_contrastive(
             encoder,
-            studies,
+            train_studies,
             pool,
             config.contrastive,
             config.seed,

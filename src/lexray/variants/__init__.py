@@ -9,7 +9,8 @@
 * :mod:`~lexray.variants.store` - the append-only, crash-safe variant store.
 """
 
-from lexray.variants._text import source_text, split_sentences
+from lexray.variants._lexicon import SIDED_FABRICATIONS
+from lexray.variants._text import parse_sections, source_text, split_sentences
 from lexray.variants.backends import ChatResult, HFChatBackend, OpenAIChatBackend, make_backend
 from lexray.variants.checks import CachedLabeler, Change, check_equivalent, check_error, diff_labels
 from lexray.variants.config import LLMConfig, VariantsConfig
@@ -26,6 +27,7 @@ __all__ = [
     "ERROR_TYPES",
     "LLM_STYLES",
     "RULE_STYLES",
+    "SIDED_FABRICATIONS",
     "STYLES",
     "CachedLabeler",
     "Change",
@@ -50,6 +52,7 @@ __all__ = [
     "make_rule_variants",
     "make_rule_variants_batch",
     "render_rule_style",
+    "parse_sections",
     "source_text",
     "split_sentences",
 ]

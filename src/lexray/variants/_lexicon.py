@@ -286,6 +286,10 @@ FABRICATIONS: dict[str, tuple[str, ...]] = {
     ),
 }
 SIDES: tuple[str, ...] = ("right", "left")
+# Observations whose fabricated sentences always name a side (a laterality error can then be made).
+SIDED_FABRICATIONS: frozenset[str] = frozenset(
+    obs for obs, sentences in FABRICATIONS.items() if all("{side}" in t for t in sentences)
+)
 
 # Rewording for the "restyled" style: each group holds interchangeable phrasings of one statement (lower
 # case; a match is replaced by another member of its group). Members must keep number agreement with

@@ -69,6 +69,18 @@ def render_sections(findings: list[str], impression: list[str], headers: bool = 
     return ("\n" if headers else " ").join(parts)
 
 
+def parse_sections(text: str) -> tuple[str, str]:
+    """Inverse of :func:`render_sections` with headers: (findings, impression) of a rendered text.
+
+    A text without a ``FINDINGS:`` header is all findings; one without ``IMPRESSION:`` has no impression.
+    """
+    findings, sep, impression = text.partition(IMPRESSION_HEADER)
+    findings = findings.strip()
+    if findings.startswith(FINDINGS_HEADER):
+        findings = findings[len(FINDINGS_HEADER) :].strip()
+    return clean(findings), clean(impression) if sep else ""
+
+
 def study_sections(study: Study) -> tuple[list[str], list[str]]:
     """Findings and impression sentences of a study (from its ``report`` when both sections are empty)."""
     findings = split_sentences(study.findings)
