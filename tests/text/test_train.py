@@ -348,7 +348,7 @@ def test_bench_monitor_scores_during_training(tiny_llama_dir, manifest, tmp_path
     assert not np.allclose(e_full, e_half) and not np.allclose(e_half, base)
 
 
-def test_weight_interpolation_needs_lora_and_a_fraction(tiny_llama_dir, manifest, tmp_path):
+def test_weight_interpolation_and_fabricated_share_are_checked(tiny_llama_dir, manifest, tmp_path):
     from lexray.text.train import train
 
     for extra in (
@@ -358,6 +358,15 @@ def test_weight_interpolation_needs_lora_and_a_fraction(tiny_llama_dir, manifest
         cfg = _cfg(REPO / "configs/text/tiny-smoke.yaml", tiny_llama_dir, manifest, tmp_path / "r", extra)
         with pytest.raises(ValueError, match="weight_interpolation"):
             train(cfg)
+    cfg = _cfg(
+        REPO / "configs/text/tiny-smoke.yaml",
+        tiny_llama_dir,
+        manifest,
+        tmp_path / "r",
+        ["data.fabricated_studies=2"],
+    )
+    with pytest.raises(ValueError, match="fabricated_studies"):
+        train(cfg)
 
 
 def test_cli_train_runs_the_stages_the_config_enables(tiny_llama_dir, manifest, tmp_path):
@@ -533,7 +542,8 @@ def test_full_run_trains_on_fabricated_studies(tiny_llama_dir, manifest, tmp_pat
     assert synthetic and all("+" in i for i in synthetic)
     # a laterality error of a synthetic study swaps the side of its inserted finding
     swaps = [
-        r for r in VariantStore(out / "variants" / "fabricated").iter_records()
+        r
+        for r in VariantStore(out / "variants" / "fabricated").iter_records()
         if r.error_type == "laterality" and r.accepted
     ]
     assert swaps

@@ -185,7 +185,11 @@ def test_restyled_rewords_every_frame_and_keeps_the_statements() -> None:
 
 @pytest.mark.parametrize(
     ("findings", "impression"),
-    [(["Heart is normal.", "No effusion."], ["Normal chest."]), (["Heart is normal."], []), ([], ["Normal."])],
+    [
+        (["Heart is normal.", "No effusion."], ["Normal chest."]),
+        (["Heart is normal."], []),
+        ([], ["Normal."]),
+    ],
 )
 def test_parse_sections_inverts_render_sections(findings, impression):
     from lexray.variants import parse_sections

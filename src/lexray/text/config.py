@@ -116,7 +116,7 @@ class TextDataConfig:
     error_types: tuple[str, ...] = ()  # error types to generate (empty = all)
     use_labeler: bool = True  # label source reports for false-negative masking (variant checks always label)
     fabricated_studies: float = (
-        0.0  # share of train studies whose fabricated-finding error variant also becomes a synthetic study
+        0.0  # share (0-1) of the sided fabricated-finding error variants that also become synthetic studies
     )
 
 

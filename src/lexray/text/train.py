@@ -163,7 +163,10 @@ def fabricated_studies(
     records = [
         r
         for r in VariantStore(cache_dir).iter_records()
-        if r.accepted and r.error_type == "fabricated" and r.target in SIDED_FABRICATIONS and r.study_id in by_id
+        if r.accepted
+        and r.error_type == "fabricated"
+        and r.target in SIDED_FABRICATIONS
+        and r.study_id in by_id
     ]
     chosen = random.Random(f"{seed}|fabricated-studies").sample(records, round(share * len(records)))
     out: list[Study] = []
@@ -496,6 +499,8 @@ def train(config: TextTrainConfig, accelerator: Any | None = None) -> Path:
         raise ValueError(
             f"contrastive.weight_interpolation={wi}: needs contrastive.lora.enabled and a value in [0, 1]"
         )
+    if not 0.0 <= config.data.fabricated_studies <= 1.0:
+        raise ValueError(f"data.fabricated_studies={config.data.fabricated_studies}: a share in [0, 1]")
     if accelerator.is_main_process:
         save_config(config, out)
     metrics = _MetricLog(out / METRICS_FILE, accelerator.is_main_process)
@@ -527,7 +532,9 @@ def train(config: TextTrainConfig, accelerator: Any | None = None) -> Path:
             extra, sources = fabricated_studies(
                 studies, out / VARIANTS_SUBDIR, config.data.fabricated_studies, config.seed
             )
-            extra_pool = prepare_variants(extra, config.data, config.seed, out / VARIANTS_SUBDIR / "fabricated")
+            extra_pool = prepare_variants(
+                extra, config.data, config.seed, out / VARIANTS_SUBDIR / "fabricated"
+            )
             for sid, text in sources.items():
                 extra_pool.errors.setdefault(sid, []).append(text)
             pool = merge_pools(pool, extra_pool)

@@ -51,8 +51,8 @@ __all__ = [
     "make_error_variants_batch",
     "make_rule_variants",
     "make_rule_variants_batch",
-    "render_rule_style",
     "parse_sections",
+    "render_rule_style",
     "source_text",
     "split_sentences",
 ]
