@@ -538,12 +538,7 @@ def test_full_run_trains_on_fabricated_studies(tiny_llama_dir, manifest, tmp_pat
         ["data.fabricated_studies=1.0", 'data.error_types=["fabricated","laterality"]'],
     )
     out = train(cfg)
-    synthetic = {r.study_id for r in VariantStore(out / "variants" / "fabricated").iter_records()}
-    assert synthetic and all("+" in i for i in synthetic)
-    # a laterality error of a synthetic study swaps the side of its inserted finding
-    swaps = [
-        r
-        for r in VariantStore(out / "variants" / "fabricated").iter_records()
-        if r.error_type == "laterality" and r.accepted
-    ]
-    assert swaps
+    records = list(VariantStore(out / "variants" / "fabricated").iter_records())
+    assert records and all("+" in r.study_id for r in records)
+    # the synthetic studies got their own errors, e.g. the inserted finding on the other side
+    assert any(r.error_type == "laterality" and r.accepted for r in records)
