@@ -110,9 +110,13 @@ class TextEncoder(nn.Module):
         self.pooling = build_pooling(config.pooling, self.dim, config.latent)
         if config.bidirectional and spec.attention_attr is not None:
             self._remove_causal_mask()
+        # The base LLM's norm before its LM head, when the encoder pools without it (MNTP needs it).
+        # Held in a tuple so it is not a submodule: it is not saved with the encoder.
+        self._dropped_norm: tuple[nn.Module, ...] = ()
         if not config.final_norm and spec.final_norm_attr is not None:
             # The norm's gains were trained on the last layer of the full model; a truncated model is
             # better pooled from its raw states. Replaced, not deleted, so saved weights still load.
+            self._dropped_norm = (getattr(self.backbone, spec.final_norm_attr),)
             setattr(self.backbone, spec.final_norm_attr, nn.Identity())
 
     # ------------------------------------------------------------------------------------------
@@ -275,6 +279,10 @@ class TextEncoder(nn.Module):
         self._full_tuned = True
         for param in self.backbone.parameters():
             param.requires_grad = True
+
+    def dropped_final_norm(self) -> nn.Module | None:
+        """The base LLM's final norm when ``final_norm`` is off (its LM head reads normed states), else None."""
+        return self._dropped_norm[0] if self._dropped_norm else None
 
     def base_model(self) -> nn.Module:
         """The transformers model under any peft wrapper (for the input embeddings, config...)."""

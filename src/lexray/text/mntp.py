@@ -72,27 +72,37 @@ def mask_batch(
 
 
 class MNTPHead(nn.Module):
-    """The LLM's frozen output embedding: token states -> vocabulary logits."""
+    """The LLM's frozen output head: token states -> (final norm ->) vocabulary logits.
 
-    def __init__(self, weight: torch.Tensor) -> None:
+    An encoder that pools without the final norm (``final_norm: false``) still has to predict tokens
+    through it: the LM head was trained on normed states, and raw early-layer states give it logits
+    far from any token (a loss above log(vocab)).
+    """
+
+    def __init__(self, weight: torch.Tensor, norm: nn.Module | None = None) -> None:
         super().__init__()
         self.weight = weight  # (V, D); shared with the input embeddings when the model ties them
+        self.norm = norm if norm is not None else nn.Identity()
+        self.norm.requires_grad_(False)
 
     @classmethod
     def from_encoder(cls, encoder: TextEncoder) -> MNTPHead:
-        """The head of the encoder's base LLM (tied input embeddings, or ``lm_head.weight`` from its files)."""
+        """The head of the encoder's base LLM (tied input embeddings, or ``lm_head.weight`` from its files),
+        with the base model's final norm when the encoder leaves it out."""
+        norm = encoder.dropped_final_norm()
         base = encoder.base_model()
         if getattr(base.config, "tie_word_embeddings", False):
-            return cls(base.get_input_embeddings().weight.detach())
+            return cls(base.get_input_embeddings().weight.detach(), norm)
         directory = Path(models.local_path(encoder.config.model))
         for path in sorted(directory.glob("*.safetensors")):
             with safe_open(str(path), framework="pt") as f:
                 if "lm_head.weight" in f.keys():
-                    return cls(f.get_tensor("lm_head.weight").to(base.dtype))
+                    return cls(f.get_tensor("lm_head.weight").to(base.dtype), norm)
         raise ValueError(f"{directory}: no lm_head.weight in its safetensors files; MNTP needs the LM head")
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         """(N, D) states -> (N, V) logits."""
+        states = self.norm.to(states.device)(states).to(states.dtype)
         return states @ self.weight.to(states.dtype).T
 
 
