@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from transformers import AutoTokenizer
 
 from lexray.config import load_config
 from lexray.data.study import Study
@@ -82,6 +83,25 @@ def test_mntp_loss_matches_shifted_cross_entropy(tiny_llama_untied_dir):
         + torch.nn.functional.cross_entropy(logits[1, 4][None], torch.tensor([9]))
     ) / 2
     assert torch.allclose(loss, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("final_norm", [True, False])
+def test_mntp_head_reproduces_the_lm_logits_with_or_without_the_final_norm(
+    tiny_llama_untied_dir, tmp_path, final_norm
+):
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(tiny_llama_untied_dir)
+    with torch.no_grad():  # gains other than ones, so a skipped or doubled norm shows
+        lm.model.norm.weight.uniform_(0.5, 2.0)
+    lm.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_llama_untied_dir).save_pretrained(tmp_path)
+    enc = TextEncoder.from_pretrained(str(tmp_path), bidirectional=False, final_norm=final_norm).eval()
+    batch = enc.tokenize(["mild cardiomegaly with small left pleural effusion"])
+    with torch.no_grad():
+        logits = MNTPHead.from_encoder(enc)(enc(batch, pool=False)[0])
+        expected = lm(input_ids=batch["input_ids"]).logits[0]
+    assert torch.allclose(logits, expected, atol=1e-4)
 
 
 def test_mntp_loss_falls_on_tiny_model(tiny_llama_dir):
@@ -496,6 +516,27 @@ def test_prepare_variants_fills_gaps_and_uses_only_the_configured_kinds(tmp_path
     assert {t for ts in pool3.errors.values() for t in ts} == laterality
 
 
+def test_distinct_equivalents_drop_variants_that_other_reports_share():
+    from lexray.text.pairs import distinct_equivalents
+
+    a, b, same_as_a = _studies(1, prefix="A")[0], _studies(2, prefix="B")[1], _studies(1, prefix="C")[0]
+    equivalents = {
+        "A0": ["No acute disease.", "Lungs clear. No acute dz."],
+        "B1": ["no acute disease", "Mild cardiomegaly, small Lt effusion."],
+        "C0": ["No acute disease.", "Lungs clear. No acute dz."],
+    }
+    kept = distinct_equivalents([a, b, same_as_a], equivalents)
+    # shared with B's different report (up to case and punctuation): dropped for all three
+    assert kept == {
+        "A0": ["Lungs clear. No acute dz."],
+        "B1": ["Mild cardiomegaly, small Lt effusion."],
+        "C0": ["Lungs clear. No acute dz."],  # C's report is A's, so they may share
+    }
+    # a variant that is another study's whole report is not a positive either
+    kept = distinct_equivalents([a, b], {"A0": [b.report_text.upper()], "B1": ["Lt effusion."]})
+    assert kept == {"B1": ["Lt effusion."]}
+
+
 def test_fabricated_studies_are_sided_train_reports_with_their_source_as_negative(tmp_path):
     from lexray.text.config import TextDataConfig
     from lexray.text.train import fabricated_studies, prepare_variants
@@ -542,3 +583,34 @@ def test_full_run_trains_on_fabricated_studies(tiny_llama_dir, manifest, tmp_pat
     assert records and all("+" in r.study_id for r in records)
     # the synthetic studies got their own errors, e.g. the inserted finding on the other side
     assert any(r.error_type == "laterality" and r.accepted for r in records)
+
+
+def test_full_run_drops_positives_that_different_reports_share(tiny_llama_dir, tmp_path, caplog):
+    from lexray.data.manifest import write_manifest
+    from lexray.text.train import train
+
+    normal = [
+        "The lungs are clear.",
+        "Heart size is normal. No effusion.",
+        "No pneumothorax.",
+        "Clear lungs.",
+    ]
+    studies = [
+        Study(
+            f"N{i}", f"P{i}", "synthetic", "train", findings=f, impression="No acute cardiopulmonary process."
+        )
+        for i, f in enumerate(normal)
+    ]
+    path = tmp_path / "manifest.parquet"
+    write_manifest(studies, path)
+    cfg = _cfg(
+        REPO / "configs/text/tiny-smoke.yaml",
+        tiny_llama_dir,
+        path,
+        tmp_path / "run",
+        ["mntp.enabled=false", 'data.styles=["impression_only","shorthand"]', "data.distinct_positives=true"],
+    )
+    with caplog.at_level("INFO", logger="lexray.text.train"):
+        train(cfg)
+    # the four reports differ and share one impression: its variant is no positive for any of them
+    assert "dropped 4 equivalent variants" in caplog.text

@@ -118,6 +118,7 @@ class TextDataConfig:
     fabricated_studies: float = (
         0.0  # share (0-1) of the sided fabricated-finding error variants that also become synthetic studies
     )
+    distinct_positives: bool = False  # drop equivalent variants that reports with other content share
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,36 @@ class ContrastiveExample:
     task: str  # "variant" or "findings_impression"
 
 
+def distinct_equivalents(
+    studies: Sequence[Study], equivalents: Mapping[str, Sequence[str]]
+) -> dict[str, list[str]]:
+    """The equivalent variants that belong to one report only.
+
+    A variant text shared by studies whose reports differ (the impression "No acute disease." of
+    hundreds of reports, a normal findings section) is a positive for all of them, and training on it
+    pulls different reports together. Studies with identical reports may share a variant.
+
+    Args:
+        studies: the train studies.
+        equivalents: study id -> accepted equivalent variant texts.
+
+    Returns:
+        study id -> the variants whose normalised text no study with another normalised report has.
+    """
+    reports = {s.study_id: normalize_text(s.report_text) for s in studies}
+    owners: dict[str, set[str]] = {}
+    for sid, texts in equivalents.items():
+        for text in texts:
+            owners.setdefault(normalize_text(text), set()).add(reports.get(sid, sid))
+    for report in reports.values():
+        owners.setdefault(report, set()).add(report)
+    return {
+        sid: kept
+        for sid, texts in equivalents.items()
+        if (kept := [t for t in texts if len(owners[normalize_text(t)]) == 1])
+    }
+
+
 def build_examples(
     studies: Sequence[Study],
     equivalents: Mapping[str, Sequence[str]],

@@ -27,7 +27,12 @@ from lexray.text.config import ContrastiveConfig, MNTPConfig, TextDataConfig, Te
 from lexray.text.contrastive import InfoNCELoss, false_negative_mask, gather_with_grad, grad_cache_backward
 from lexray.text.encoder import TextEncoder
 from lexray.text.mntp import MNTPHead, MNTPLoss, mask_batch, mask_token_id
-from lexray.text.pairs import ContrastiveExample, batches_without_duplicates, build_examples
+from lexray.text.pairs import (
+    ContrastiveExample,
+    batches_without_duplicates,
+    build_examples,
+    distinct_equivalents,
+)
 
 log = logging.getLogger(__name__)
 
@@ -540,6 +545,11 @@ def train(config: TextTrainConfig, accelerator: Any | None = None) -> Path:
             pool = merge_pools(pool, extra_pool)
             train_studies += extra
             log.info("added %d synthetic studies with one fabricated finding each", len(extra))
+        if config.data.distinct_positives:
+            kept = distinct_equivalents(train_studies, pool.equivalents)
+            dropped = sum(map(len, pool.equivalents.values())) - sum(map(len, kept.values()))
+            pool.equivalents = kept
+            log.info("dropped %d equivalent variants shared by reports with other content", dropped)
         _make_trainable(encoder, config.contrastive.lora)
         monitor = _bench_monitor(encoder, config, metrics, accelerator)
         losses = run_contrastive(
