@@ -256,12 +256,17 @@ CANONICAL: dict[str, str] = {
     "Support Devices": "support device",
 }
 
-# One positive sentence per observation for "fabricated finding" errors (several phrasings each; the rng
-# picks one). Laterality words in them are chosen by the rng too.
+# Positive sentences for "fabricated finding" errors (several phrasings each; the rng picks one, and the
+# {side}, {degree} and {size} words from the tuples below). A degree or size word gives a synthetic
+# abnormal study (``data.fabricated_studies``) something a severity error can change: most Open-i train
+# reports state no degree at all.
 FABRICATIONS: dict[str, tuple[str, ...]] = {
     "Enlarged Cardiomediastinum": ("The mediastinum is widened.", "There is mediastinal widening."),
     "Cardiomegaly": ("The heart is enlarged.", "There is cardiomegaly."),
-    "Lung Opacity": ("There is a {side} basilar opacity.", "Patchy opacity is seen in the {side} lung base."),
+    "Lung Opacity": (
+        "There is {degree} {side} basilar opacity.",
+        "Patchy opacity is seen in the {side} lung base.",
+    ),
     "Lung Lesion": ("There is a {side} upper lobe nodule.", "A {side} lung mass is present."),
     "Edema": ("There is pulmonary edema.", "Interstitial edema is present."),
     "Consolidation": (
@@ -272,13 +277,19 @@ FABRICATIONS: dict[str, tuple[str, ...]] = {
         "There is {side} lower lobe pneumonia.",
         "Findings are consistent with pneumonia in the {side} lung.",
     ),
-    "Atelectasis": ("There is {side} basilar atelectasis.", "Atelectasis is seen at the {side} lung base."),
-    "Pneumothorax": ("There is a {side} apical pneumothorax.", "A small {side} pneumothorax is present."),
+    "Atelectasis": (
+        "There is {degree} {side} basilar atelectasis.",
+        "Atelectasis is seen at the {side} lung base.",
+    ),
+    "Pneumothorax": (
+        "There is a {size} {side} apical pneumothorax.",
+        "A small {side} pneumothorax is present.",
+    ),
     "Pleural Effusion": (
-        "There is a {side} pleural effusion.",
+        "There is a {size} {side} pleural effusion.",
         "A small {side} pleural effusion is present.",
     ),
-    "Pleural Other": ("There is {side} pleural thickening.",),
+    "Pleural Other": ("There is {degree} {side} pleural thickening.",),
     "Fracture": ("There is an acute fracture of a {side} rib.", "A {side} clavicle fracture is present."),
     "Support Devices": (
         "A right internal jugular central venous catheter is in place.",
@@ -286,6 +297,8 @@ FABRICATIONS: dict[str, tuple[str, ...]] = {
     ),
 }
 SIDES: tuple[str, ...] = ("right", "left")
+DEGREES: tuple[str, ...] = ("mild", "moderate")
+SIZES: tuple[str, ...] = ("small", "moderate", "large")
 # Observations whose fabricated sentences always name a side (a laterality error can then be made).
 SIDED_FABRICATIONS: frozenset[str] = frozenset(
     obs for obs, sentences in FABRICATIONS.items() if all("{side}" in t for t in sentences)

@@ -318,7 +318,11 @@ class _Gen:
     def fabricated(self) -> Iterator[tuple[str, Edit]]:
         n = len(self.doc.sentences)
         for obs in self._shuffled([o for o in self.absent if o in lex.FABRICATIONS]):
-            sentence = self.rng.choice(lex.FABRICATIONS[obs]).format(side=self.rng.choice(lex.SIDES))
+            sentence = self.rng.choice(lex.FABRICATIONS[obs]).format(
+                side=self.rng.choice(lex.SIDES),
+                degree=self.rng.choice(lex.DEGREES),
+                size=self.rng.choice(lex.SIZES),
+            )
             # Insert within the findings when there are findings, else within the impression.
             n_findings = len(self.doc.findings) or n
             k = self.rng.randrange(n_findings)
