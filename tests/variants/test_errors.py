@@ -107,6 +107,29 @@ def test_deterministic_under_seed(labeler) -> None:
     assert len(fabricated) > 1
 
 
+def _degrees(labeler, text: str, observation: str) -> set[str]:
+    return {m.severity for m in labeler(text).mentions if m.category == observation}
+
+
+def test_fabricated_findings_carry_degrees_that_a_severity_error_can_change(labeler) -> None:
+    import dataclasses
+
+    from lexray.variants import parse_sections
+
+    severities = set()
+    for seed in range(12):
+        (fab,) = make_error_variants(BY_ID["norm-1"], ["fabricated"], seed, labeler)
+        findings, impression = parse_sections(fab.text)
+        study = dataclasses.replace(BY_ID["norm-1"], findings=findings, impression=impression, report="")
+        (sev,) = make_error_variants(study, ["severity"], seed, labeler)
+        if sev.accepted:
+            assert sev.target == fab.target
+            severities.add(fab.target)
+            assert _degrees(labeler, sev.text, fab.target) != _degrees(labeler, fab.text, fab.target)
+    # several kinds of inserted finding state a degree or size that a severity error changes
+    assert len(severities) >= 2
+
+
 def test_uncertain_finding_made_certain(labeler) -> None:
     (rec,) = make_error_variants(BY_ID["abn-4"], ["certainty"], seed=0, labeler=labeler)
     assert rec.accepted and rec.target == "Atelectasis"
