@@ -259,5 +259,12 @@ def test_final_norm_off_pools_the_raw_states_of_the_last_kept_layer(tiny_llama_d
     texts = ["lungs are clear .", "mild cardiomegaly"]
     before = enc.encode(texts)
     enc.merge_lora()
+    with torch.no_grad():  # trained gains, so a norm lost or re-initialised on the way shows
+        enc.dropped_final_norm().weight.uniform_(0.5, 2.0)
+    gains = enc.dropped_final_norm().weight.clone()
     enc.save_pretrained(tmp_path / "m")
-    np.testing.assert_allclose(before, TextEncoder.from_pretrained(tmp_path / "m").encode(texts), atol=1e-5)
+    loaded = TextEncoder.from_pretrained(tmp_path / "m")
+    np.testing.assert_allclose(before, loaded.encode(texts), atol=1e-5)
+    # model/ keeps the dropped norm: a complete directory, and MNTP on the loaded encoder reads it
+    assert isinstance(enc.backbone.norm, torch.nn.Identity)
+    torch.testing.assert_close(loaded.dropped_final_norm().weight, gains)

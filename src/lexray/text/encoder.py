@@ -7,12 +7,13 @@ uses as-is. Position ids come from the padding mask, so left and right padding e
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -439,6 +440,24 @@ class TextEncoder(nn.Module):
         }
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
+    @contextlib.contextmanager
+    def _final_norm_restored(self, backbone: nn.Module) -> Iterator[None]:
+        """Put a dropped final norm back into ``backbone`` while it is saved.
+
+        The saved ``model/`` is then a complete transformers directory: it loads without missing keys,
+        and as the base of a new run it has the trained norm gains (for MNTP or ``final_norm: true``).
+        """
+        if not self._dropped_norm:
+            yield
+            return
+        attr = self.spec.final_norm_attr
+        kept = getattr(backbone, attr)
+        setattr(backbone, attr, self._dropped_norm[0])
+        try:
+            yield
+        finally:
+            setattr(backbone, attr, kept)
+
     def save_pretrained(self, directory: str | Path, merge: bool | None = None) -> Path:
         """Write a self-describing encoder directory (safetensors only).
 
@@ -458,7 +477,8 @@ class TextEncoder(nn.Module):
         lora_meta = None
         if merge:
             backbone = copy.deepcopy(self.backbone).merge_and_unload() if self.has_lora else self.backbone
-            backbone.save_pretrained(out / MODEL_DIR, safe_serialization=True)
+            with self._final_norm_restored(backbone):
+                backbone.save_pretrained(out / MODEL_DIR, safe_serialization=True)
             # model/ is then a complete transformers directory (usable as a base model of a new run).
             self.tokenizer.save_pretrained(out / MODEL_DIR)
             weights = "merged"
