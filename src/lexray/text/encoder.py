@@ -112,7 +112,8 @@ class TextEncoder(nn.Module):
         if config.bidirectional and spec.attention_attr is not None:
             self._remove_causal_mask()
         # The base LLM's norm before its LM head, when the encoder pools without it (MNTP needs it).
-        # Held in a tuple so it is not a submodule: it is not saved with the encoder.
+        # Held in a tuple so it is not a submodule (forward and the trainable parameters never see it);
+        # a merged save puts it back into model/ (_final_norm_restored).
         self._dropped_norm: tuple[nn.Module, ...] = ()
         if not config.final_norm and spec.final_norm_attr is not None:
             # The norm's gains were trained on the last layer of the full model; a truncated model is
