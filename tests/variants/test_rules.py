@@ -154,6 +154,30 @@ def test_summary_keeps_positive_findings_and_the_impression() -> None:
     assert render_rule_style(normal, "summary", 0)[1].startswith("not applicable")
 
 
+def test_brief_is_the_summary_in_shorthand_with_the_impression_first_or_last() -> None:
+    s = make_study(
+        "brief",
+        "Lungs are clear. No pleural effusion. Heart size is normal. Calcified granuloma in the right upper "
+        "lobe. Degenerative changes of the spine.",
+        "No acute cardiopulmonary abnormality.",
+    )
+    texts = [render_rule_style(s, "brief", seed)[0] for seed in range(16)]
+    for t in texts:
+        low = t.lower()
+        # negatives and normal statements are left out; the positives and the impression stay
+        assert not re.search(r"lungs|heart|pleural|pl eff", low), t
+        assert re.search(r"granuloma in (?:the )?(?:right upper lobe|rul|rt upper lobe)", low), t
+        assert re.search(r"degen(?:erative)? changes of (?:the )?spine", low), t
+        assert re.search(r"\bnad\b|no acute (?:cardiopulmonary|cp) (?:abnormality|abnl)", low), t
+    assert any("RUL" in t or "Calc " in t for t in texts)  # abbreviated
+    assert any(t.startswith(("NAD", "No acute")) for t in texts)  # the impression first
+    assert any(t.startswith("Calc") for t in texts)  # or last
+    assert any(";" in t for t in texts) and any(";" not in t for t in texts)
+    # Without a positive findings sentence it is the impression in shorthand.
+    normal = make_study("n", "Lungs are clear. No pneumothorax.", "No acute cardiopulmonary abnormality.")
+    assert {render_rule_style(normal, "brief", seed)[0] for seed in range(8)} >= {"NAD."}
+
+
 def test_restyled_rewords_every_frame_and_keeps_the_statements() -> None:
     from lexray.variants.rules import reword_report
 

@@ -1,7 +1,7 @@
 """Report variants: clinically equivalent rewrites and single-error hard negatives, checked by the labeler.
 
-* :mod:`~lexray.variants.rules` - rule styles (shorthand, expanded, impression_only, findings_only,
-  reordered, headerless, hospital_template), deterministic under a seed.
+* :mod:`~lexray.variants.rules` - rule styles (shorthand, expanded, impression_only, summary, brief,
+  findings_only, reordered, headerless, hospital_template, restyled), deterministic under a seed.
 * :mod:`~lexray.variants.errors` - single-error variants driven by the labeler's mention spans.
 * :mod:`~lexray.variants.llm` - LLM rewriting from versioned prompt files through a local transformers
   chat model or any OpenAI-compatible endpoint (:mod:`~lexray.variants.backends`).

@@ -2,7 +2,7 @@
 
 An *equivalent* variant must keep its source's label vector (the 14 CheXpert observations) and the
 attributes (laterality, location, severity, chronicity) of its positive and uncertain findings; a
-summary style (``impression_only``, ``findings_only``) may drop negative statements and attribute
+summary style (:data:`SUMMARY_STYLES`) may drop negative statements and attribute
 values but never a positive or uncertain finding. An *error* variant must differ from its source in
 exactly one observation or attribute, of the intended kind.
 
@@ -22,7 +22,7 @@ from typing import Any, Protocol
 NO_FINDING = "No Finding"
 PRESENT = ("positive", "uncertain")  # statuses of a finding that is (possibly) there
 ATTRIBUTES: tuple[str, ...] = ("laterality", "location", "severity", "chronicity")
-SUMMARY_STYLES: frozenset[str] = frozenset({"impression_only", "findings_only", "summary"})
+SUMMARY_STYLES: frozenset[str] = frozenset({"impression_only", "findings_only", "summary", "brief"})
 
 
 class LabelsLike(Protocol):

@@ -13,6 +13,7 @@ RULE_STYLES: tuple[str, ...] = (
     "expanded",  # abbreviations spelled out, telegraphic sentences made whole
     "impression_only",  # the impression section alone
     "summary",  # one or two lines: the findings that state something present, then the impression
+    "brief",  # the summary's content in hospital shorthand, impression first or last
     "findings_only",  # the findings section alone
     "reordered",  # sentence order changed within each section
     "headerless",  # section headers and list numbering removed

@@ -144,6 +144,19 @@ _NEGATIVE_OR_NORMAL = re.compile(
 )
 
 
+def _positives(findings: list[str], impression: list[str]) -> list[str]:
+    """The findings sentences that state something present and that the impression does not repeat."""
+    said = {_key(s) for s in impression}
+    return [s for s in findings if not _NEGATIVE_OR_NORMAL.search(s) and _key(s) not in said]
+
+
+def _run_on(parts: list[str]) -> str:
+    """Sentences as one run-on line: "A; b; c."."""
+    parts = [p.rstrip(".") for p in parts]
+    parts[1:] = [p if p[:2].isupper() else p[:1].lower() + p[1:] for p in parts[1:]]
+    return "; ".join(parts) + "."
+
+
 def style_summary(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
     """A one- or two-line summary: the findings sentences stating something present, then the impression.
 
@@ -152,17 +165,28 @@ def style_summary(findings: list[str], impression: list[str], rng: random.Random
     """
     if not findings or not impression:
         return "", f"{NOT_APPLICABLE}: the report needs both findings and impression"
-    said = {_key(s) for s in impression}
-    positives = [s for s in findings if not _NEGATIVE_OR_NORMAL.search(s) and _key(s) not in said]
+    positives = _positives(findings, impression)
     if not positives:
         return "", f"{NOT_APPLICABLE}: no findings sentence states something present"
-    if rng.random() < 0.5:  # one run-on line ("A; b.") half of the time, separate sentences otherwise
-        parts = [p.rstrip(".") for p in positives]
-        parts[1:] = [p if p[:2].isupper() else p[:1].lower() + p[1:] for p in parts[1:]]
-        head = "; ".join(parts) + "."
-    else:
-        head = join(positives)
+    # One run-on line ("A; b.") half of the time, separate sentences otherwise.
+    head = _run_on(positives) if rng.random() < 0.5 else join(positives)
     return f"{head} {join(impression)}", ""
+
+
+def style_brief(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
+    """A hospital impression: the summary's content in shorthand, sometimes with the impression first.
+
+    The abbreviation-rich, impression-only reports of the published study's hospital cohort ("s/p CABG;
+    stable mild cardiomegaly. No acute cp process."): the positive findings sentences and the impression,
+    most sentences telegraphic and abbreviated, as one run-on line or as short sentences.
+    """
+    if not findings or not impression:
+        return "", f"{NOT_APPLICABLE}: the report needs both findings and impression"
+    positives = _positives(findings, impression)
+    # Radiologists write the impression's own summary line first or last.
+    parts = impression + positives if rng.random() < 0.3 else positives + impression
+    parts = [_shorthand_sentence(s, rng) if rng.random() < 0.7 else s for s in parts]
+    return (_run_on(parts) if rng.random() < 0.5 else join(parts)), ""
 
 
 def _key(sentence: str) -> str:
@@ -329,6 +353,7 @@ STYLE_FUNCTIONS: dict[str, StyleFn] = {
     "expanded": style_expanded,
     "impression_only": style_impression_only,
     "summary": style_summary,
+    "brief": style_brief,
     "findings_only": style_findings_only,
     "reordered": style_reordered,
     "headerless": style_headerless,
