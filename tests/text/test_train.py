@@ -516,6 +516,30 @@ def test_prepare_variants_fills_gaps_and_uses_only_the_configured_kinds(tmp_path
     assert {t for ts in pool3.errors.values() for t in ts} == laterality
 
 
+def test_prepare_variants_remakes_what_other_rules_made(tmp_path, monkeypatch, caplog):
+    import lexray.variants.errors
+    import lexray.variants.rules
+    from lexray.text.config import TextDataConfig
+    from lexray.text.train import prepare_variants
+    from lexray.variants import VariantStore
+
+    studies = _studies(4)
+    cache = tmp_path / "variants"
+    config = TextDataConfig(styles=("reordered",), error_types=("negation",), use_labeler=False)
+    first = prepare_variants(studies, config, 0, cache)
+    old = {r.prompt_version for r in VariantStore(cache).iter_records()}
+    assert old == {lexray.variants.rules.rules_version()} and old.pop().startswith("rules-")
+    # An edited lexicon or labeler gives another version: the cached records are remade, not reused.
+    for module in (lexray.variants.rules, lexray.variants.errors):
+        monkeypatch.setattr(module, "rules_version", lambda: "rules-edited")
+    with caplog.at_level("INFO", logger="lexray.text.train"):
+        second = prepare_variants(studies, config, 0, cache)
+    assert "remaking variants: 8 cached records" in caplog.text
+    records = list(VariantStore(cache).iter_records())
+    assert len(records) == 16 and {r.prompt_version for r in records[8:]} == {"rules-edited"}
+    assert second.equivalents == first.equivalents and second.errors == first.errors
+
+
 def test_distinct_equivalents_drop_variants_that_other_reports_share():
     from lexray.text.pairs import distinct_equivalents
 

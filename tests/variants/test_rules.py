@@ -16,6 +16,7 @@ from lexray.variants import (
 )
 from lexray.variants._text import split_sentences
 from lexray.variants.checks import SUMMARY_STYLES
+from lexray.variants.rules import rules_version
 
 from .conftest import HANDWRITTEN, make_study
 
@@ -97,7 +98,7 @@ def test_rule_variants_keep_the_label_vector(labeler) -> None:
     assert len(records) == len(HANDWRITTEN) * len(RULE_STYLES)
     by_id = {s.study_id: s for s in HANDWRITTEN}
     for r in records:
-        assert r.generator == "rules" and r.kind == "equivalent" and r.prompt_version == ""
+        assert r.generator == "rules" and r.kind == "equivalent" and r.prompt_version == rules_version()
         if r.accepted:
             src = labeler(source_text(by_id[r.study_id]))
             var = labeler(r.text)

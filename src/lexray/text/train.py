@@ -93,12 +93,19 @@ def prepare_variants(
         source_text,
     )
     from lexray.variants.checks import CachedLabeler, get_default_labeler
+    from lexray.variants.rules import rules_version
 
     labeler = CachedLabeler(get_default_labeler())
     styles = list(config.styles or RULE_STYLES)
     types = list(config.error_types or ERROR_TYPES)
     cache = VariantStore(cache_dir)
-    done = {(r.study_id, r.style, r.error_type or "") for r in cache.iter_records()}
+    # Records made by other rules (an older lexicon or labeler) are neither reused nor trained on.
+    version = rules_version()
+    cached = [r for r in cache.iter_records() if r.prompt_version == version]
+    stale = sum(1 for _ in cache.iter_records()) - len(cached)
+    if stale:
+        log.info("remaking variants: %d cached records were made by other rules than %s", stale, version)
+    done = {(r.study_id, r.style, r.error_type or "") for r in cached}
     # Only what the cache lacks is made, per style and error type, so a run that adds a style reuses the rest.
     jobs = [(style, "") for style in styles] + [(ERROR_STYLE, t) for t in types]
     todo = {job: [s for s in studies if (s.study_id, *job) not in done] for job in jobs}
@@ -115,7 +122,9 @@ def prepare_variants(
                 bar.update()
     # The cache may hold styles and error types this run does not use.
     records = [
-        r for r in cache.iter_records() if (r.error_type in types if r.kind == "error" else r.style in styles)
+        r
+        for r in cache.iter_records()
+        if r.prompt_version == version and (r.error_type in types if r.kind == "error" else r.style in styles)
     ]
     if config.variant_store:
         records += list(VariantStore(config.variant_store).iter_records())
@@ -161,6 +170,7 @@ def fabricated_studies(
         report differs from the synthetic one by exactly the inserted finding: a hard negative.
     """
     from lexray.variants import SIDED_FABRICATIONS, VariantStore, parse_sections, source_text
+    from lexray.variants.rules import rules_version
 
     # Only findings inserted with a side: the others ("The heart is enlarged.") add no side, lobe or
     # degree, and some contradict a normal sentence left in the report.
@@ -169,6 +179,7 @@ def fabricated_studies(
         r
         for r in VariantStore(cache_dir).iter_records()
         if r.accepted
+        and r.prompt_version == rules_version()
         and r.error_type == "fabricated"
         and r.target in SIDED_FABRICATIONS
         and r.study_id in by_id

@@ -29,7 +29,7 @@ from lexray.variants.checks import (
     get_default_labeler,
 )
 from lexray.variants.record import ERROR_STYLE, ERROR_TYPES, NOT_APPLICABLE, VariantRecord
-from lexray.variants.rules import RULES_GENERATOR
+from lexray.variants.rules import RULES_GENERATOR, rules_version
 
 Edit = dict[int, list[str]]  # sentence index (in _Doc.spans order) -> replacement sentences ([] deletes)
 
@@ -477,7 +477,7 @@ def _record(study_id: str, etype: str, target: str, text: str, accepted: bool, r
         kind="error",
         error_type=etype,
         generator=RULES_GENERATOR,
-        prompt_version="",
+        prompt_version=rules_version(),
         text=text,
         accepted=accepted,
         reject_reason="" if accepted else reason,

@@ -23,7 +23,7 @@ from lexray.variants.errors import make_error_variants_batch
 from lexray.variants.llm import make_llm_variants
 from lexray.variants.prompts import PROMPT_FOR_STYLE, prompt_for_style
 from lexray.variants.record import ERROR_STYLE, ERROR_TYPES, RULE_STYLES, VariantRecord, record_key
-from lexray.variants.rules import RULES_GENERATOR, make_rule_variants_batch
+from lexray.variants.rules import RULES_GENERATOR, make_rule_variants_batch, rules_version
 from lexray.variants.store import VariantStore
 
 log = logging.getLogger(__name__)
@@ -110,9 +110,10 @@ def generate_variants(
         backend = make_backend(config.generator, config.llm)
     generator = RULES_GENERATOR if kind == "rules" else backend.name
     prompts_dir = config.prompts_dir or None
-    versions = (
-        {} if kind == "rules" else {s: prompt_for_style(s, prompts_dir).version_id for s in config.styles}
-    )
+    versions = {
+        s: rules_version() if kind == "rules" else prompt_for_style(s, prompts_dir).version_id
+        for s in config.styles
+    }
 
     done = store.done_keys()
     summary = RunSummary(studies=len(studies))

@@ -56,7 +56,7 @@ class VariantRecord:
     kind: Kind  # "equivalent" or "error"
     error_type: str | None  # one of ERROR_TYPES for kind == "error", else None
     generator: str  # "rules", "hf:<model>" or "openai:<url>"
-    prompt_version: str  # "<prompt name>/<version>-<sha8>" for LLM variants, "" for rules
+    prompt_version: str  # "<prompt name>/<version>-<sha8>" for LLM variants, "rules-<sha8>" for rules
     text: str  # the variant report text ("" when nothing could be made)
     accepted: bool  # passed the labeler check
     reject_reason: str = ""  # why it was rejected ("" when accepted)

@@ -9,9 +9,12 @@ checks every one with the finding labeler (same label vector as the source, see
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import random
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from lexray.data.study import Study
 from lexray.variants import _lexicon as lex
@@ -28,6 +31,28 @@ from lexray.variants.checks import ATTRIBUTES, CachedLabeler, Labeler, check_equ
 from lexray.variants.record import NOT_APPLICABLE, RULE_STYLES, VariantRecord
 
 RULES_GENERATOR = "rules"
+
+# The sources whose edits can change a rule variant or whether it is accepted: the rule styles and
+# errors with their tables, and the finding labeler that checks them.
+_VERSIONED_SOURCES = ("variants/_lexicon.py", "variants/_text.py", "variants/rules.py", "variants/errors.py")
+_VERSIONED_PACKAGES = ("findings",)
+
+
+@functools.cache
+def rules_version() -> str:
+    """The ``prompt_version`` of rule variants: ``rules-<sha8>`` of the rule and labeler sources.
+
+    A variant store or cache made by other rules then no longer counts as done, so a run that reuses
+    it remakes the variants instead of training on ones the current rules would not produce.
+    """
+    root = Path(__file__).resolve().parents[1]
+    files = [root / name for name in _VERSIONED_SOURCES]
+    files += sorted(f for pkg in _VERSIONED_PACKAGES for f in (root / pkg).glob("*.py"))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes())
+    return f"rules-{digest.hexdigest()[:8]}"
+
 
 StyleFn = Callable[[list[str], list[str], random.Random], tuple[str, str]]
 
@@ -434,7 +459,7 @@ def _record(study: Study, style: str, text: str, accepted: bool, reason: str) ->
         kind="equivalent",
         error_type=None,
         generator=RULES_GENERATOR,
-        prompt_version="",
+        prompt_version=rules_version(),
         text=text,
         accepted=accepted,
         reject_reason="" if accepted else reason,
