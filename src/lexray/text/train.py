@@ -101,8 +101,9 @@ def prepare_variants(
     cache = VariantStore(cache_dir)
     # Records made by other rules (an older lexicon or labeler) are neither reused nor trained on.
     version = rules_version()
-    cached = [r for r in cache.iter_records() if r.prompt_version == version]
-    stale = sum(1 for _ in cache.iter_records()) - len(cached)
+    existing = list(cache.iter_records())
+    cached = [r for r in existing if r.prompt_version == version]
+    stale = len(existing) - len(cached)
     if stale:
         log.info("remaking variants: %d cached records were made by other rules than %s", stale, version)
     done = {(r.study_id, r.style, r.error_type or "") for r in cached}

@@ -201,8 +201,8 @@ def style_summary(findings: list[str], impression: list[str], rng: random.Random
 def style_brief(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
     """A hospital impression: the summary's content in shorthand, sometimes with the impression first.
 
-    The abbreviation-rich, impression-only reports of the published study's hospital cohort ("s/p CABG;
-    stable mild cardiomegaly. No acute cp process."): the positive findings sentences and the impression,
+    The abbreviation-rich, impression-only reports of the published study's hospital cohort ("Calc
+    granuloma RUL; degen changes of spine; NAD."): the positive findings sentences and the impression,
     most sentences telegraphic and abbreviated, as one run-on line or as short sentences.
     """
     if not findings or not impression:
