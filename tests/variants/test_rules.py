@@ -137,14 +137,17 @@ def test_a_changed_label_vector_is_rejected(labeler, monkeypatch) -> None:
     assert "labels changed" in record.reject_reason and "negation" in record.reject_reason
 
 
+# Two positive findings sentences among negative and normal ones, and a normal impression.
+SUMMARISED = make_study(
+    "sum",
+    "Lungs are clear. No pleural effusion. Heart size is normal. Calcified granuloma in the right upper "
+    "lobe. Degenerative changes of the spine.",
+    "No acute cardiopulmonary abnormality.",
+)
+
+
 def test_summary_keeps_positive_findings_and_the_impression() -> None:
-    s = make_study(
-        "sum",
-        "Lungs are clear. No pleural effusion. Heart size is normal. Calcified granuloma in the right upper "
-        "lobe. Degenerative changes of the spine.",
-        "No acute cardiopulmonary abnormality.",
-    )
-    texts = {render_rule_style(s, "summary", seed)[0] for seed in range(8)}
+    texts = {render_rule_style(SUMMARISED, "summary", seed)[0] for seed in range(8)}
     assert texts == {
         "Calcified granuloma in the right upper lobe. Degenerative changes of the spine. "
         "No acute cardiopulmonary abnormality.",
@@ -156,13 +159,7 @@ def test_summary_keeps_positive_findings_and_the_impression() -> None:
 
 
 def test_brief_is_the_summary_in_shorthand_with_the_impression_first_or_last() -> None:
-    s = make_study(
-        "brief",
-        "Lungs are clear. No pleural effusion. Heart size is normal. Calcified granuloma in the right upper "
-        "lobe. Degenerative changes of the spine.",
-        "No acute cardiopulmonary abnormality.",
-    )
-    texts = [render_rule_style(s, "brief", seed)[0] for seed in range(16)]
+    texts = [render_rule_style(SUMMARISED, "brief", seed)[0] for seed in range(16)]
     for t in texts:
         low = t.lower()
         # negatives and normal statements are left out; the positives and the impression stay
