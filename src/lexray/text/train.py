@@ -112,20 +112,22 @@ def prepare_variants(
     todo = {job: [s for s in studies if (s.study_id, *job) not in done] for job in jobs}
     chunk = 64
     total = sum(math.ceil(len(part) / chunk) for part in todo.values())
+    made: list[Any] = []
     with tqdm(total=total, desc="variants", unit="chunk", disable=not total) as bar:
         for (style, error_type), missing in todo.items():
             for start in range(0, len(missing), chunk):
                 part = missing[start : start + chunk]
                 if error_type:
-                    cache.add(make_error_variants_batch(part, [error_type], seed, labeler))
+                    batch = make_error_variants_batch(part, [error_type], seed, labeler)
                 else:
-                    cache.add(make_rule_variants_batch(part, [style], seed, labeler))
+                    batch = make_rule_variants_batch(part, [style], seed, labeler)
+                cache.add(batch)
+                made += batch
                 bar.update()
-    # The cache may hold styles and error types this run does not use.
+    # The cache's current records plus the new ones, in the store's order (new ones are appended); the
+    # cache may hold styles and error types this run does not use.
     records = [
-        r
-        for r in cache.iter_records()
-        if r.prompt_version == version and (r.error_type in types if r.kind == "error" else r.style in styles)
+        r for r in cached + made if (r.error_type in types if r.kind == "error" else r.style in styles)
     ]
     if config.variant_store:
         records += list(VariantStore(config.variant_store).iter_records())
