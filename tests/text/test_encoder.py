@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
 
 from lexray.text import TextEncoder
 from lexray.text.config import LatentPoolingConfig
+from lexray.text.encoder import plan_batches
 from lexray.text.pooling import LastTokenPooling, LatentAttentionPooling, MeanPooling, masked_mean
 
 INSTR = "represent this report for retrieval : "
@@ -182,12 +185,53 @@ def test_save_load_merged_and_fingerprint(tiny_llama_dir, tmp_path):
 
 def test_encode_restores_order_and_normalises(tiny_llama_dir):
     enc = TextEncoder.from_pretrained(str(tiny_llama_dir))
-    texts = ["lungs", "there is mild cardiomegaly with small left pleural effusion", "heart size is normal"]
+    texts = [
+        "lungs",
+        "there is mild cardiomegaly with small left pleural effusion",
+        "heart size is normal",
+        "heart size is stable",
+        "no pleural effusion",
+    ]
+    lengths = [len(ids) for ids, _ in enc._encode_ids(texts)]
+    assert any(len(b) > 1 for b in plan_batches(lengths, 2))  # padded batches are really exercised
     out = enc.encode(texts, batch_size=2)
-    assert out.dtype == np.float32 and out.shape == (3, enc.dim)
+    assert out.dtype == np.float32 and out.shape == (len(texts), enc.dim)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     one_by_one = np.concatenate([enc.encode([t]) for t in texts])
     np.testing.assert_allclose(out, one_by_one, atol=1e-5)
+
+
+def _batch_cost(lengths: list[int], batches: list[list[int]], overhead: int) -> int:
+    return sum(len(b) * max(lengths[i] for i in b) + overhead for b in batches)
+
+
+def test_plan_batches_finds_the_cheapest_cut():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        lengths = [int(x) for x in rng.integers(1, 300, size=int(rng.integers(1, 10)))]
+        plan = plan_batches(lengths, max_batch=3, overhead=16)
+        assert sorted(i for b in plan for i in b) == list(range(len(lengths)))
+        assert all(1 <= len(b) <= 3 for b in plan)
+        # Brute force: every way to cut the longest-first order into runs of at most 3.
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+        best = None
+        for mask in itertools.product([False, True], repeat=len(order) - 1):
+            cuts = [0] + [k + 1 for k, c in enumerate(mask) if c] + [len(order)]
+            runs = [order[a:b] for a, b in itertools.pairwise(cuts)]
+            if all(len(r) <= 3 for r in runs):
+                cost = _batch_cost(lengths, runs, 16)
+                best = cost if best is None else min(best, cost)
+        assert _batch_cost(lengths, plan, 16) == best
+
+
+def test_plan_batches_gives_an_outlier_its_own_batch():
+    lengths = [40] * 31 + [256]
+    plan = plan_batches(lengths, max_batch=32)
+    assert [31] in plan  # fixed slices would pad 31 short reports to 256 tokens
+    assert _batch_cost(lengths, plan, 16) < _batch_cost(lengths, [list(range(32))], 16)
+    with pytest.raises(ValueError, match="max_batch"):
+        plan_batches(lengths, max_batch=0)
+    assert plan_batches([], max_batch=4) == []
 
 
 def test_bert_encoder_same_interface(tiny_bert_dir):

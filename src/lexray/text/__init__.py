@@ -16,7 +16,7 @@ from lexray.text.config import (
     TextEncoderConfig,
     TextTrainConfig,
 )
-from lexray.text.encoder import TextEncoder, bidirectional_mask, is_encoder_dir
+from lexray.text.encoder import TextEncoder, bidirectional_mask, is_encoder_dir, plan_batches
 from lexray.text.pooling import LastTokenPooling, LatentAttentionPooling, MeanPooling
 
 __all__ = [
@@ -33,4 +33,5 @@ __all__ = [
     "TextTrainConfig",
     "bidirectional_mask",
     "is_encoder_dir",
+    "plan_batches",
 ]

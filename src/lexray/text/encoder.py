@@ -80,6 +80,46 @@ def bidirectional_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     return keys.expand(-1, 1, attention_mask.shape[1], -1)  # (B, 1, T, T)
 
 
+# What one extra forward costs, in padded tokens (kernel launches, Python, small-matrix inefficiency).
+# It keeps plan_batches from cutting a batch to save a few padding tokens; see BENCHMARKS.md for the sweep.
+BATCH_OVERHEAD_TOKENS = 16
+
+
+def plan_batches(
+    lengths: Sequence[int], max_batch: int, overhead: int = BATCH_OVERHEAD_TOKENS
+) -> list[list[int]]:
+    """Split texts into batches of similar token length with the least padded work.
+
+    Sorts by length (longest first) and cuts the sorted order where the total cost, padded tokens
+    (batch size x its longest text) plus ``overhead`` per batch, is smallest, with at most
+    ``max_batch`` texts per batch (dynamic programming over cut points). Fixed-size slices of the
+    sorted order waste much more: one truncated outlier pads its whole batch to ``max_length``.
+
+    Returns:
+        Index lists into ``lengths``, in the order to run them.
+    """
+    if max_batch < 1:
+        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    longest = np.array([lengths[i] for i in order], dtype=np.int64)  # descending
+    n = len(order)
+    best = np.zeros(n + 1, dtype=np.int64)  # best[i]: cheapest cost of the first i sorted texts
+    cut = np.zeros(n + 1, dtype=np.int64)  # cut[i]: where the last batch of that plan starts
+    for end in range(1, n + 1):
+        starts = np.arange(max(0, end - max_batch), end)
+        # A batch [start, end) is padded to its first (longest) text.
+        costs = best[starts] + (end - starts) * longest[starts] + overhead
+        k = int(np.argmin(costs))
+        best[end], cut[end] = costs[k], starts[k]
+    batches = []
+    end = n
+    while end > 0:
+        start = int(cut[end])
+        batches.append(order[start:end])
+        end = start
+    return batches[::-1]
+
+
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
     """Positions counted over real tokens only (B, T), so left padding does not shift them."""
     return (attention_mask.long().cumsum(dim=1) - 1).clamp_min(0)
@@ -386,19 +426,18 @@ class TextEncoder(nn.Module):
     ) -> np.ndarray:
         """Embed texts -> float32 array (n, D), row i for ``texts[i]``.
 
-        Texts are sorted by token length so a batch holds similar lengths (little padding); the
-        original order is restored. Rows are L2-normalised unless ``normalize`` is False.
+        Batches hold texts of similar token length, cut where padding costs least
+        (:func:`plan_batches`, at most ``batch_size`` texts each); the original order is restored.
+        Rows are L2-normalised unless ``normalize`` is False.
         """
         if isinstance(texts, str):
             raise TypeError("encode expects a list of texts, got one string")
         was_training = self.training
         self.eval()
         items = self._encode_ids(list(texts))
-        order = sorted(range(len(items)), key=lambda i: len(items[i][0]), reverse=True)
+        batches = plan_batches([len(ids) for ids, _ in items], batch_size)
         out = np.zeros((len(items), self.dim), dtype=np.float32)
-        starts = range(0, len(order), batch_size)
-        for start in tqdm(starts, desc="encode", disable=not show_progress, unit="batch"):
-            idx = order[start : start + batch_size]
+        for idx in tqdm(batches, desc="encode", disable=not show_progress, unit="batch"):
             feats = self.forward(self._collate([items[i] for i in idx]))  # (b, D)
             if normalize:
                 feats = torch.nn.functional.normalize(feats, dim=-1)
