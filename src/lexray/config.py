@@ -17,12 +17,14 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from lexray.errors import LexrayError
+
 T = TypeVar("T")
 
 CONFIG_FILENAME = "config.yaml"
 
 
-class ConfigError(ValueError):
+class ConfigError(LexrayError, ValueError):
     """A configuration key is unknown or its value has the wrong type."""
 
 

@@ -27,13 +27,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from lexray.errors import LexrayError
+
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "lexray models install-offline"
 CHECKSUM_FILE = "lexray-offline.json"
 
 
-class ModelNotAvailableError(RuntimeError):
+class ModelNotAvailableError(LexrayError, RuntimeError):
     """A model reference cannot be resolved to weights on this machine."""
 
 

@@ -23,12 +23,14 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
+from lexray.errors import LexrayError
+
 log = logging.getLogger(__name__)
 
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
-class DownloadError(RuntimeError):
+class DownloadError(LexrayError, RuntimeError):
     """A download failed, or its size or checksum did not match (no partial file is kept then)."""
 
 

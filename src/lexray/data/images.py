@@ -27,10 +27,12 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageOps, UnidentifiedImageError
 
+from lexray.errors import LexrayError
+
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 
 
-class ImageError(ValueError):
+class ImageError(LexrayError, ValueError):
     """A radiograph cannot be read: unreadable, corrupt, unsupported or of an absurd size."""
 
 

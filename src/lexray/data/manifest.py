@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from lexray import __version__
 from lexray.data.study import Image, Reject, Study
+from lexray.errors import LexrayError
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ SCHEMA = pa.schema(
 )
 
 
-class ManifestError(ValueError):
+class ManifestError(LexrayError, ValueError):
     """A manifest file is missing, not a lexray manifest, or from an unsupported schema version."""
 
 

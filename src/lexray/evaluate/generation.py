@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lexray.errors import LexrayError
 from lexray.evaluate.green import JudgeConfig, green_scores
 from lexray.evaluate.protocol import normalize_report
 
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 Fusion = Literal["top1", "consensus", "concat"]
 
 
-class MetricUnavailable(RuntimeError):
+class MetricUnavailable(LexrayError, RuntimeError):
     """An optional metric cannot run here (package not installed, or its weights not reachable)."""
 
 

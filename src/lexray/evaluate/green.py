@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 import httpx
 from tqdm.auto import tqdm
 
+from lexray.errors import LexrayError
+
 log = logging.getLogger(__name__)
 
 CATEGORIES = ("a", "b", "c", "d", "e", "f")
@@ -186,7 +188,7 @@ class JudgeConfig:
     retries: int = 2  # extra attempts after a failed request
 
 
-class JudgeError(RuntimeError):
+class JudgeError(LexrayError, RuntimeError):
     """The judge endpoint could not be reached or answered with an error."""
 
 

@@ -7,6 +7,7 @@ import logging
 import faiss
 import numpy as np
 
+from lexray.errors import LexrayError
 from lexray.index.config import FaissConfig
 
 log = logging.getLogger(__name__)
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 _MIN_POINTS_PER_CELL = 39
 
 
-class IndexBuildError(ValueError):
+class IndexBuildError(LexrayError, ValueError):
     """The chosen FAISS structure cannot be built for these vectors (e.g. too few for IVF-PQ)."""
 
 

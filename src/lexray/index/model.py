@@ -18,6 +18,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from lexray.errors import LexrayError
+
 # The class the CLI loads a run directory with unless the index config names another.
 DEFAULT_MODEL_CLASS = "lexray.clip:DualEncoder"
 
@@ -42,7 +44,7 @@ class Embedder(Protocol):
         ...
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(LexrayError, RuntimeError):
     """The model an index refers to cannot be loaded."""
 
 

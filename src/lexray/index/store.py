@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 
 from lexray.config import load_config, save_config
 from lexray.data.study import Image, Study
+from lexray.errors import LexrayError
 from lexray.index import _faiss
 from lexray.index.config import IndexConfig, Modality
 from lexray.index.model import Embedder, ModelRef
@@ -65,11 +66,11 @@ _FAISS_FILES = {"image": "image.faiss", "text": "text.faiss"}
 _META_FILES = {"image": IMAGES_FILE, "text": TEXTS_FILE}
 
 
-class IndexFormatError(RuntimeError):
+class IndexFormatError(LexrayError, RuntimeError):
     """A directory is not a committed lexray index, or its files disagree with each other."""
 
 
-class IndexBusyError(RuntimeError):
+class IndexBusyError(LexrayError, RuntimeError):
     """Another process is building or appending to the same index directory."""
 
 

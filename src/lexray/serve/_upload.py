@@ -14,9 +14,10 @@ from PIL import UnidentifiedImageError
 from pydicom.errors import InvalidDicomError
 
 from lexray.data.images import ImageError, ImageLimits, load_radiograph
+from lexray.errors import LexrayError
 
 
-class UploadError(ValueError):
+class UploadError(LexrayError, ValueError):
     """An upload the service refuses; ``status`` is the HTTP code (400 bad, 413 too large)."""
 
     def __init__(self, status: int, reason: str) -> None:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from lexray.errors import LexrayError
 from lexray.variants.config import LLMConfig
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ Message = dict[str, str]
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})  # worth another try
 
 
-class BackendError(RuntimeError):
+class BackendError(LexrayError, RuntimeError):
     """A backend cannot be built (bad generator string, no base URL, model not available)."""
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from lexray.data.study import Study
+from lexray.errors import LexrayError
 from lexray.variants.backends import BackendError, ChatBackend, make_backend, parse_generator
 from lexray.variants.checks import CachedLabeler, Labeler, get_default_labeler
 from lexray.variants.config import VariantsConfig
@@ -29,7 +30,7 @@ from lexray.variants.store import VariantStore
 log = logging.getLogger(__name__)
 
 
-class VariantsError(ValueError):
+class VariantsError(LexrayError, ValueError):
     """A run is misconfigured (unknown style for the generator, unknown error type)."""
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import yaml
 
+from lexray.errors import LexrayError
 from lexray.variants.record import ERROR_TYPES
 
 # Which packaged prompt makes each LLM style.
@@ -29,7 +30,7 @@ PROMPT_FOR_STYLE: dict[str, str] = {
 _REQUIRED = ("name", "version", "style", "kind", "system", "user")
 
 
-class PromptError(ValueError):
+class PromptError(LexrayError, ValueError):
     """A prompt file is missing, malformed or lacks a required field."""
 
 
