@@ -34,3 +34,48 @@ def test_doctor_on_fresh_home_says_what_to_do(tmp_path: Path, monkeypatch: pytes
 def test_models_list() -> None:
     result = runner.invoke(app, ["models", "list"])
     assert result.exit_code == 0 and "smollm2-135m" in result.output
+
+
+def test_root_help_lines_are_the_commands_own() -> None:
+    """`lexray --help` shows a stored line per command; it must be the line the command itself declares."""
+    import typer
+
+    from lexray.cli.main import _COMMANDS, load_command
+
+    for name, entry in _COMMANDS.items():
+        command = load_command(name)
+        declared = " ".join((command.help or "").split("\n\n")[0].split())
+        assert declared == entry.summary, name
+    assert isinstance(typer.main.get_command(app), typer.core.TyperGroup)
+
+
+def test_help_and_version_import_no_heavy_library() -> None:
+    """The root help and `version` must not import torch, spaCy, FAISS or transformers (they cost seconds)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from lexray.cli.main import app\n"
+        "for args in (['--help'], ['version']):\n"
+        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "heavy = sorted({'torch', 'spacy', 'faiss', 'transformers', 'pandas'} & set(sys.modules))\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == ""
+
+
+def test_a_lexray_error_in_any_command_is_one_line_and_exit_2(monkeypatch: pytest.MonkeyPatch) -> None:
+    import lexray.cli.doctor
+    from lexray.errors import LexrayError
+
+    def broken() -> None:
+        raise LexrayError("the thing is wrong; do this to fix it")
+
+    monkeypatch.setattr(lexray.cli.doctor, "doctor", broken)
+    result = runner.invoke(app, ["doctor"])
+    assert result.exit_code == 2
+    assert "error: the thing is wrong; do this to fix it" in result.output
+    assert "Traceback" not in result.output
