@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from pathlib import Path
 
 import pytest
 
@@ -219,3 +220,46 @@ def test_parse_sections_inverts_render_sections(findings, impression):
 
     assert parse_sections(render_sections(findings, impression)) == (" ".join(findings), " ".join(impression))
     assert parse_sections("Heart is normal.  No effusion.") == ("Heart is normal. No effusion.", "")
+
+
+def test_code_version_counts_code_not_docstrings_or_comments(tmp_path: Path) -> None:
+    """The rules version keys the variant caches: a docstring edit must keep them, a code edit remake them."""
+    from lexray.variants.rules import code_version
+
+    pkg = tmp_path / "lexray"
+    (pkg / "variants").mkdir(parents=True)
+    for init in (pkg / "__init__.py", pkg / "variants" / "__init__.py"):
+        init.write_text("")
+    entry = pkg / "variants" / "rules.py"
+    helper = pkg / "variants" / "_table.py"
+    unrelated = pkg / "variants" / "other.py"
+    entry.write_text('"""Rules."""\nfrom lexray.variants import _table\n\n\ndef f():\n    return _table.X\n')
+    helper.write_text("X = 1  # the table\n")
+    unrelated.write_text("Y = 1\n")
+
+    def version() -> str:
+        return code_version(["lexray.variants.rules"], tmp_path, "rules")
+
+    before = version()
+    entry.write_text(
+        '"""Rules, reworded."""\nfrom lexray.variants import _table\n\n\ndef f():\n'
+        '    """Now documented."""\n    # and commented\n    return _table.X\n'
+    )
+    helper.write_text("X = 1  # the table, with another comment\n")
+    unrelated.write_text("Y = 2\n")  # not imported by the rules: cannot change a variant
+    assert version() == before
+    helper.write_text("X = 2\n")  # a table edit through an imported module changes the rules
+    assert version() != before
+
+
+def test_rules_version_covers_the_labeler_that_checks_variants() -> None:
+    import ast
+
+    from lexray.variants import rules
+
+    root = Path(rules.__file__).resolve().parents[2]
+    tree = ast.parse(Path(rules.__file__).read_bytes())
+    imported = rules._lexray_imports(tree, root)
+    assert {"lexray.variants._lexicon", "lexray.variants.checks"} <= imported
+    checks = ast.parse((root / "lexray" / "variants" / "checks.py").read_bytes())
+    assert "lexray.findings" in rules._lexray_imports(checks, root)  # the labeler, imported lazily there
