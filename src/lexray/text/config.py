@@ -13,6 +13,7 @@ class LatentPoolingConfig:
     num_latents: int = 512  # trainable latent vectors used as keys and values
     num_heads: int = 8  # attention heads (hidden size must be divisible by it)
     mlp_ratio: int = 4  # hidden width of the MLP after attention, as a multiple of the hidden size
+    residual: bool = True  # add attention and MLP outputs to their inputs; false = the published LLM2Vec pooler
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,14 @@ class TextEncoderConfig:
     )
     final_norm: bool = (
         True  # apply the backbone's final norm (trained for the full depth; off pools the raw states)
+    )
+    separator: str = ""  # llm2vec rule when set: pool the last n tokens, n = token count of the text after it
+    marker_instructions: dict[str, str] = field(
+        default_factory=dict
+    )  # separator rule: a text containing a key gets that instruction instead of `instruction` (first match)
+    append_eos: bool | None = None  # append EOS after the text; None = the architecture table's choice
+    position_ids: Literal["mask", "arange"] = (
+        "mask"  # mask: counted over real tokens; arange: 0..T-1 over the padded row (transformers default)
     )
     latent: LatentPoolingConfig = field(default_factory=LatentPoolingConfig)  # used when pooling == "latent"
     lora: LoraSettings = field(default_factory=LoraSettings)  # adapters applied at load time when enabled

@@ -333,10 +333,58 @@ class TextEncoder(nn.Module):
     # ------------------------------------------------------------------------------------------
     # tokenisation
 
+    @property
+    def _append_eos(self) -> bool:
+        """Whether an EOS follows every text: the config's choice, else the architecture table's."""
+        return self.spec.append_eos if self.config.append_eos is None else self.config.append_eos
+
+    def _instruction_for(self, text: str) -> str:
+        """The instruction of one text: the first marker instruction whose key it contains, else the default."""
+        for marker, instruction in self.config.marker_instructions.items():
+            if marker in text:
+                return instruction
+        return self.config.instruction
+
+    def _separator_ids(self, texts: Sequence[str]) -> list[tuple[list[int], list[bool]]]:
+        """llm2vec's rule: pool the last n positions, n = the standalone token count of the pooled text.
+
+        A text holding ``config.separator`` is split there: the separator is deleted, the halves are
+        joined and the part after it is the pooled text. Otherwise the instruction (if any) and the
+        separator are put in front; with neither, the whole text is pooled (BOS excluded). The count
+        comes from a separate tokenisation, as in the published code, so a first word that tokenises
+        differently after the instruction moves the span by that difference. n = 0 (nothing after the
+        separator) pools the whole padded row, pads and BOS included (``h[i, -0:]`` in the published
+        code); an empty pool list marks that for :meth:`_collate`.
+        """
+        sep = self.config.separator
+        joined, pooled = [], []
+        for text in texts:
+            instruction = self._instruction_for(text)
+            full = text if sep in text or not instruction else instruction + sep + text
+            parts = full.split(sep)
+            joined.append("".join(parts))
+            pooled.append(parts[1] if len(parts) > 1 else full)
+        extra = 1 if self._append_eos else 0
+        kwargs = {"truncation": True, "max_length": self.config.max_length - extra}
+        enc = self.tokenizer(joined, add_special_tokens=True, **kwargs)["input_ids"]
+        counts = [len(ids) for ids in self.tokenizer(pooled, add_special_tokens=False, **kwargs)["input_ids"]]
+        out = []
+        for ids, n in zip(enc, counts, strict=True):
+            ids = list(ids)
+            n = min(n, len(ids))
+            pool = [i >= len(ids) - n for i in range(len(ids))] if n else []
+            if self._append_eos:
+                ids.append(self.tokenizer.eos_token_id)
+                pool = [*pool, True] if pool else []
+            out.append((ids, pool))
+        return out
+
     def _encode_ids(self, texts: Sequence[str]) -> list[tuple[list[int], list[bool]]]:
         """Token ids and pool flags per text: instruction and special tokens are never pooled."""
+        if self.config.separator:
+            return self._separator_ids(texts)
         prefix = self.config.instruction
-        extra = 1 if self.spec.append_eos else 0
+        extra = 1 if self._append_eos else 0
         enc = self.tokenizer(
             [prefix + t for t in texts],
             add_special_tokens=True,
@@ -353,7 +401,7 @@ class TextEncoder(nn.Module):
             # the boundary carries report characters and is pooled.
             pool = [not s and end > len(prefix) for (_, end), s in zip(offsets, special, strict=True)]
             ids = list(ids)
-            if self.spec.append_eos:
+            if self._append_eos:
                 ids.append(self.tokenizer.eos_token_id)
                 pool.append(True)
             if not any(pool):  # empty text: pool everything rather than divide by zero
@@ -374,7 +422,10 @@ class TextEncoder(nn.Module):
             sl = slice(length - n, length) if self.config.padding_side == "left" else slice(0, n)
             input_ids[row, sl] = torch.tensor(ids, dtype=torch.long)
             attention[row, sl] = 1
-            pool_mask[row, sl] = torch.tensor(pool, dtype=torch.bool)
+            if pool:
+                pool_mask[row, sl] = torch.tensor(pool, dtype=torch.bool)
+            else:  # the separator rule's n = 0: the whole padded row (see _separator_ids)
+                pool_mask[row] = True
         return {"input_ids": input_ids, "attention_mask": attention, "pool_mask": pool_mask}
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -399,7 +450,11 @@ class TextEncoder(nn.Module):
         """Last-layer token states (B, T, D) for a tokenised batch (bidirectional unless configured off)."""
         input_ids = batch["input_ids"].to(self.device)
         attention = batch["attention_mask"].to(self.device)
-        kwargs: dict[str, Any] = {"position_ids": _position_ids(attention)}
+        if self.config.position_ids == "mask":
+            positions = _position_ids(attention)
+        else:  # 0..T-1 over the padded row; only the states of padding positions differ
+            positions = torch.arange(attention.shape[1], device=attention.device).expand_as(attention)
+        kwargs: dict[str, Any] = {"position_ids": positions}
         if self.config.bidirectional and self.spec.kind == "decoder":
             kwargs["attention_mask"] = bidirectional_mask(attention)
         else:
@@ -470,7 +525,7 @@ class TextEncoder(nn.Module):
             "weights": self._weights_identity(),
             "pooling_weights": _tensor_digest(self.pooling.state_dict()),
             "pooling": self.config.pooling,
-            "latent": to_dict(self.config.latent) if self.config.pooling == "latent" else None,
+            "latent": _latent_ident(self.config) if self.config.pooling == "latent" else None,
             "instruction": self.config.instruction,
             "max_length": self.config.max_length,
             "bidirectional": self.config.bidirectional,
@@ -478,6 +533,11 @@ class TextEncoder(nn.Module):
             "layers": int(self._model_config.num_hidden_layers),
             "final_norm": self.config.final_norm,
         }
+        # Settings added later enter only when set, so older encoders keep their fingerprints.
+        defaults = TextEncoderConfig()
+        for name in ("separator", "marker_instructions", "append_eos", "position_ids"):
+            if getattr(self.config, name) != getattr(defaults, name):
+                ident[name] = getattr(self.config, name)
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
 
     @contextlib.contextmanager
@@ -566,6 +626,14 @@ def _truncate_config(model_config: Any, num_layers: int, directory: Path) -> Non
     # Per-layer lists (attention kinds of hybrid-attention models) must match the new depth.
     if isinstance(getattr(model_config, "layer_types", None), list):
         model_config.layer_types = model_config.layer_types[:num_layers]
+
+
+def _latent_ident(config: TextEncoderConfig) -> dict[str, Any]:
+    """The latent pooler's settings for the fingerprint; ``residual`` only when off (older saves lack it)."""
+    latent = to_dict(config.latent)
+    if latent.get("residual", True):
+        latent.pop("residual", None)
+    return latent
 
 
 def _plain(overrides: dict[str, Any]) -> dict[str, Any]:

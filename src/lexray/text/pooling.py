@@ -42,7 +42,9 @@ class LatentAttentionPooling(nn.Module):
     """Latent-attention pooling (Lee et al., NV-Embed, 2024), the pooling of the published CXR encoder.
 
     Token states are queries; a trainable latent array is both keys and values; multi-head
-    cross-attention is followed by a GELU MLP (both residual), then a masked mean over tokens.
+    cross-attention is followed by a GELU MLP (both residual, unless ``config.residual`` is off as in
+    the published LLM2Vec pooler), then a masked mean over tokens. No mask enters the attention: the
+    keys are the latents, so each token's output depends on that token alone.
     """
 
     def __init__(self, dim: int, config: LatentPoolingConfig) -> None:
@@ -54,6 +56,7 @@ class LatentAttentionPooling(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(dim, dim * config.mlp_ratio), nn.GELU(), nn.Linear(dim * config.mlp_ratio, dim)
         )
+        self.residual = config.residual
         # Zero-init the last projections so an untrained pooler starts as plain mean pooling.
         nn.init.zeros_(self.attn.out_proj.weight)
         nn.init.zeros_(self.attn.out_proj.bias)
@@ -64,8 +67,11 @@ class LatentAttentionPooling(nn.Module):
         """Cross-attend tokens (B, T, D) to the latents, MLP, then mean over ``mask`` -> (B, D)."""
         latents = self.latents.to(hidden.dtype).unsqueeze(0).expand(hidden.shape[0], -1, -1)  # (B, L, D)
         attended, _ = self.attn(hidden, latents, latents, need_weights=False)  # (B, T, D)
-        x = hidden + attended
-        x = x + self.mlp(x)
+        if self.residual:
+            x = hidden + attended
+            x = x + self.mlp(x)
+        else:
+            x = self.mlp(attended)
         return masked_mean(x, mask)
 
 
