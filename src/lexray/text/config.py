@@ -13,7 +13,7 @@ class LatentPoolingConfig:
     num_latents: int = 512  # trainable latent vectors used as keys and values
     num_heads: int = 8  # attention heads (hidden size must be divisible by it)
     mlp_ratio: int = 4  # hidden width of the MLP after attention, as a multiple of the hidden size
-    residual: bool = True  # add attention and MLP outputs to their inputs; false = the published LLM2Vec pooler
+    residual: bool = True  # add attention and MLP outputs to their inputs (false: the published pooler)
 
 
 @dataclass(frozen=True)
