@@ -18,6 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from lexray.data.study import Reject, Study
+from lexray.errors import LexrayError
+
+
+class SourceError(LexrayError, ValueError):
+    """A source cannot be read at all (wrong format, truncated archive, unmapped columns): a setup error."""
+
+
+class SourceNotFoundError(SourceError, FileNotFoundError):
+    """A source's file or folder is absent (or is a folder where a file is needed, or the reverse)."""
 
 
 @dataclass
@@ -26,11 +35,13 @@ class SourceResult:
 
     studies: list[Study] = field(default_factory=list)  # readable studies, in a stable order
     rejects: list[Reject] = field(default_factory=list)  # skipped records with their reasons
+    rows_read: int = 0  # data records read from tabular inputs (each is in a study or in a reject)
 
     def extend(self, other: SourceResult) -> None:
-        """Append another result's studies and rejects (used when combining sources)."""
+        """Append another result's studies, rejects and row count (used when combining sources)."""
         self.studies.extend(other.studies)
         self.rejects.extend(other.rejects)
+        self.rows_read += other.rows_read
 
 
-__all__ = ["SourceResult"]
+__all__ = ["SourceError", "SourceNotFoundError", "SourceResult"]

@@ -11,75 +11,16 @@ import pandas as pd
 from tqdm import tqdm
 
 from lexray.data.sections import normalize_whitespace
-from lexray.data.sources import SourceResult
+from lexray.data.sources import SourceError, SourceResult
 from lexray.data.study import Image, Reject
 
 
-def read_table_file(
-    path: Path, columns: Iterable[str] | None = None, bad_lines: list[int] | None = None
-) -> pd.DataFrame:
-    """A CSV (optionally .gz), JSONL or Parquet file as a DataFrame of strings ("" for missing cells).
-
-    With ``bad_lines`` (a list), malformed CSV lines (wrong number of fields) are skipped and their field
-    counts appended to it, using pandas' python engine; without it the fast C engine warns and skips.
-
-    Raises:
-        FileNotFoundError: the file is absent.
-        ValueError: the format is unknown or the file cannot be parsed.
-    """
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
-    name = path.name.lower()
-    cols = list(columns) if columns is not None else None
-    try:
-        if name.endswith((".parquet", ".pq")):
-            df = pd.read_parquet(path, columns=cols)
-        elif name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
-            df = pd.read_json(path, lines=True, dtype=False)
-            if cols is not None:
-                df = df[[c for c in cols if c in df.columns]]
-        elif name.endswith((".csv", ".csv.gz", ".tsv", ".tsv.gz")):
-            sep = "\t" if ".tsv" in name else ","
-
-            # A malformed line never stops the run: it is skipped (and counted when bad_lines is given).
-            def record_bad(fields: list[str]) -> None:
-                bad_lines.append(len(fields))  # type: ignore[union-attr]
-
-            df = pd.read_csv(
-                path,
-                sep=sep,
-                dtype=str,
-                keep_default_na=False,
-                # usecols hides surplus fields from the bad-line check, so select columns afterwards then.
-                usecols=(lambda c: c in cols) if cols is not None and bad_lines is None else None,
-                on_bad_lines=record_bad if bad_lines is not None else "warn",
-                engine="python" if bad_lines is not None else "c",
-                encoding_errors="replace",
-            )
-            if cols is not None and bad_lines is not None:
-                df = df[[c for c in df.columns if c in cols]]
-        else:
-            raise ValueError(f"{path}: unknown table format (use .csv, .csv.gz, .tsv, .jsonl or .parquet)")
-    except (pd.errors.ParserError, ValueError, OSError) as exc:
-        raise ValueError(f"{path}: cannot read the table ({exc})") from exc
-    return df.astype(object).where(df.notna(), "").astype(str)
-
-
-def malformed_rejects(source: str, path: Path, bad_lines: list[int], expected: int) -> list[Reject]:
-    """One Reject per CSV line that pandas skipped for having the wrong number of fields."""
-    return [
-        Reject(
-            source, f"{path.name}:malformed line", "bad_row", f"{n} fields where the header has {expected}"
-        )
-        for n in bad_lines
-    ]
-
-
-def require_columns(df: pd.DataFrame, columns: Iterable[str], path: Path, hint: str) -> None:
-    """Raise a ValueError naming the missing columns, the ones present and how to map them."""
-    missing = [c for c in columns if c not in df.columns]
+def require_columns(present: Iterable[str], columns: Iterable[str], path: Path, hint: str) -> None:
+    """Raise a SourceError naming the missing columns, the ones the file has and how to map them."""
+    have = list(present)
+    missing = [c for c in columns if c not in have]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {missing}; present: {list(df.columns)[:30]}. {hint}")
+        raise SourceError(f"{path}: missing column(s) {missing}; present: {have[:30]}. {hint}")
 
 
 def clean(value: object) -> str:
@@ -173,7 +114,8 @@ def studies_from_rows(
     """Group per-image (or per-study) rows into studies.
 
     ``rows`` has the string columns of :data:`ROW_COLUMNS`: ``record`` names the row for rejects
-    ("file.csv:line 7"), ``study`` / ``patient`` are source ids (prefixed with ``source`` here), ``image``
+    ("file.csv:line 7"; a study of several rows is rejected as "file.csv:line 3, line 7"), ``study`` /
+    ``patient`` are source ids (prefixed with ``source`` here), ``image``
     is one path ("" for a text-only row). A study's text is taken from its first row; when its findings
     and impression are both empty, its free-text ``report`` is parsed into sections.
     """
@@ -192,7 +134,9 @@ def studies_from_rows(
     for a, b in tqdm(
         zip(starts, ends, strict=True), total=len(starts), desc=source, unit="study", disable=None
     ):
-        record = cols["record"][a]
+        # A study rejected as a whole names every line it came from ("e.csv:line 3, line 7").
+        places = list(dict.fromkeys(cols["record"][a:b]))
+        record = ", ".join([places[0], *(p.rsplit(":", 1)[-1] for p in places[1:])])
         if len(set(cols["split"][a:b])) > 1 or len(set(cols["patient"][a:b])) > 1:
             result.rejects.append(
                 Reject(
@@ -200,16 +144,6 @@ def studies_from_rows(
                     record,
                     "inconsistent_study",
                     f"rows of study {keys[a]!r} disagree on patient or split",
-                )
-            )
-            continue
-        if any("\ufffd" in str(cols[c][a]) for c in ("findings", "impression", "report")):
-            result.rejects.append(
-                Reject(
-                    source,
-                    record,
-                    "non_utf8_report",
-                    "the text has bytes that are not UTF-8; re-export as UTF-8",
                 )
             )
             continue

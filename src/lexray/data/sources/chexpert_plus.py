@@ -30,16 +30,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from lexray.data.sources import SourceResult
-from lexray.data.sources._common import (
-    malformed_rejects,
-    read_table_file,
-    require_columns,
-    studies_from_rows,
-)
+from lexray.data.sources._common import require_columns, studies_from_rows
+from lexray.data.sources._tables import read_table_file
 from lexray.data.splits import SPLIT_ALIASES
 from lexray.data.study import Reject
 
@@ -71,23 +66,22 @@ def load_chexpert_plus(
     """Read the CheXpert Plus report CSV into studies (columns and rejects: see the module docstring).
 
     Raises:
-        FileNotFoundError: the CSV is absent.
-        ValueError: a required column is missing.
+        SourceNotFoundError: the CSV is absent (a FileNotFoundError).
+        SourceError: the file cannot be read at all, or a required column is missing.
     """
     path = Path(path)
-    bad_lines: list[int] = []
-    df = read_table_file(path, REQUIRED + OPTIONAL, bad_lines)
+    table = read_table_file(path, SOURCE, REQUIRED + OPTIONAL)
     require_columns(
-        df,
+        table.columns,
         REQUIRED,
         path,
         "expected CheXpert Plus's df_chexpert_plus_*.csv (see lexray.data.sources.chexpert_plus)",
     )
+    df, record = table.frame, table.records
     for c in OPTIONAL:
         if c not in df.columns:
             df[c] = ""
-    result = SourceResult(rejects=malformed_rejects(SOURCE, path, bad_lines, len(df.columns)))
-    record = f"{path.name}:row " + pd.Series(np.arange(len(df)) + 1, index=df.index).astype(str)
+    result = SourceResult(rejects=list(table.rejects), rows_read=table.rows_read)
     parts = df["path_to_image"].str.extract(r"(?:^|/)(patient\d+)/(study\d+)/", expand=True)
     split = df["split"].str.strip().str.lower().map(SPLIT_ALIASES)
     ok = parts[0].notna() & split.isin(["train", "val", "test"])

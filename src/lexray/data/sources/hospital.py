@@ -35,9 +35,13 @@ Example recipe (``lexray data prepare --config recipe.yaml --out m.parquet``)::
         report: report_text        # free text, split into sections
         split: null                # seeded patient-level split
 
-Rejects: rows without a study id ("bad_row"), studies whose rows disagree on patient or split
-("inconsistent_study"), studies without findings and impression ("empty_report"), unknown split
-spellings ("bad_row"), and (``check_images``) absent images.
+Rejects (each naming the export's line, or row for Parquet): records the file reader cannot read
+(broken quoting, too many fields, bad JSON, wrong JSON types, bytes that are not UTF-8: see
+:mod:`lexray.data.sources._tables`), rows without a study id ("bad_row"), studies whose rows disagree
+on patient or split ("inconsistent_study"), studies without findings and impression ("empty_report"),
+unknown split spellings ("bad_row"), and absent image files ("missing_image": the study keeps its other
+images; "no_images" when none is left). ``check_images`` (on by default) only tests that each file
+exists; ``decode_images`` in the prepare recipe also decodes them.
 """
 
 from __future__ import annotations
@@ -46,16 +50,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 import pandas as pd
 
-from lexray.data.sources import SourceResult
-from lexray.data.sources._common import (
-    malformed_rejects,
-    read_table_file,
-    require_columns,
-    studies_from_rows,
-)
+from lexray.data.sources import SourceError, SourceResult
+from lexray.data.sources._common import require_columns, studies_from_rows
+from lexray.data.sources._tables import read_table_file
 from lexray.data.splits import SPLIT_ALIASES, patient_splits
 from lexray.data.study import Reject
 
@@ -79,7 +78,7 @@ class HospitalConfig:
     report: str | None = "report"  # column with the whole free-text report (parsed into sections)
     headerless: Literal["impression", "findings"] = "impression"  # section for reports without headers
     image_root: Path | None = None  # folder that relative image paths are resolved against
-    check_images: bool = False  # reject images that are absent
+    check_images: bool = True  # reject images that are absent (a stat per image; decoding is prepare's)
     seed: int = 0  # seed of the hash split
     val_fraction: float = 0.1  # "val" share of the hash split
     test_fraction: float = 0.2  # "test" share of the hash split
@@ -103,25 +102,24 @@ def load_hospital(config: HospitalConfig) -> SourceResult:
     """Read a hospital export into studies using the column mapping in ``config``.
 
     Raises:
-        FileNotFoundError: the export is absent.
-        ValueError: a mapped column is missing (the message lists the export's columns), or neither
-            findings/impression nor report columns are mapped.
+        SourceNotFoundError: the export is absent (a FileNotFoundError).
+        SourceError: the export cannot be read at all, a mapped column is missing (the message lists
+            the export's columns), or neither findings/impression nor report columns are mapped.
     """
     path = Path(config.path)
     mapped = {role: getattr(config, role) for role in _ROLES if getattr(config, role) is not None}
     if not {"findings", "impression", "report"} & set(mapped):
-        raise ValueError(f"{config.name}: map at least one of the findings, impression or report columns")
-    bad_lines: list[int] = []
-    df = read_table_file(path, set(mapped.values()), bad_lines)
+        raise SourceError(f"{config.name}: map at least one of the findings, impression or report columns")
+    src = config.name
+    table = read_table_file(path, src, mapped.values())
     require_columns(
-        df,
+        table.columns,
         mapped.values(),
         path,
         f"set the {config.name} column mapping (HospitalConfig fields, in the hospital entry of the --config YAML)",
     )
-    src = config.name
-    result = SourceResult(rejects=malformed_rejects(src, path, bad_lines, len(df.columns)))
-    record = f"{path.name}:row " + pd.Series(np.arange(len(df)) + 1, index=df.index).astype(str)
+    df, record = table.frame, table.records
+    result = SourceResult(rejects=list(table.rejects), rows_read=table.rows_read)
 
     def col(role: str) -> pd.Series:
         return df[mapped[role]].astype(str) if role in mapped else pd.Series("", index=df.index)

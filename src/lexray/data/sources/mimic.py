@@ -33,8 +33,9 @@ import numpy as np
 from tqdm import tqdm
 
 from lexray.data.sections import parse_report
-from lexray.data.sources import SourceResult
-from lexray.data.sources._common import ImageChecker, read_report, read_table_file, require_columns
+from lexray.data.sources import SourceNotFoundError, SourceResult
+from lexray.data.sources._common import ImageChecker, read_report, require_columns
+from lexray.data.sources._tables import read_table_file
 from lexray.data.splits import SPLIT_ALIASES
 from lexray.data.study import Image, Reject, Study
 
@@ -104,27 +105,36 @@ def load_mimic_cxr(
         check_images: reject absent JPGs (see :class:`~lexray.data.sources._common.ImageChecker`).
 
     Raises:
-        FileNotFoundError: the split CSV is absent.
-        ValueError: a CSV lacks a required column.
+        SourceNotFoundError: the split CSV is absent (a FileNotFoundError).
+        SourceError: a CSV cannot be read at all or lacks a required column.
     """
     root = Path(path)
     split_csv = _find(root, "split")
     if split_csv is None:
-        raise FileNotFoundError(f"{root}: no mimic-cxr-*-split.csv[.gz]; is this the MIMIC-CXR-JPG root?")
+        raise SourceNotFoundError(f"{root}: no mimic-cxr-*-split.csv[.gz]; is this the MIMIC-CXR-JPG root?")
     hint = "MIMIC-CXR-JPG's split CSV has columns dicom_id, study_id, subject_id, split"
-    df = read_table_file(split_csv, ["dicom_id", "study_id", "subject_id", "split"])
-    require_columns(df, ["dicom_id", "study_id", "subject_id", "split"], split_csv, hint)
+    table = read_table_file(split_csv, SOURCE, ["dicom_id", "study_id", "subject_id", "split"])
+    require_columns(table.columns, ["dicom_id", "study_id", "subject_id", "split"], split_csv, hint)
+    df = table.frame
+    result = SourceResult(rejects=list(table.rejects), rows_read=table.rows_read)
     meta_csv = _find(root, "metadata")
     if meta_csv is not None:
-        meta = read_table_file(meta_csv, ["dicom_id", "ViewPosition"])
-        require_columns(meta, ["dicom_id", "ViewPosition"], meta_csv, "expected MIMIC-CXR-JPG's metadata CSV")
+        # A metadata line that cannot be read only costs its image's view position (logged as a reject).
+        meta_table = read_table_file(meta_csv, SOURCE, ["dicom_id", "ViewPosition"])
+        require_columns(
+            meta_table.columns,
+            ["dicom_id", "ViewPosition"],
+            meta_csv,
+            "expected MIMIC-CXR-JPG's metadata CSV",
+        )
+        result.rejects.extend(meta_table.rejects)
+        meta = meta_table.frame
         views = meta.drop_duplicates("dicom_id").set_index("dicom_id")["ViewPosition"]
         df["view"] = df["dicom_id"].map(views).fillna("")
     else:
         df["view"] = ""
 
-    result = SourceResult()
-    df["row"] = np.arange(len(df)) + 2  # line number in the CSV (header is line 1)
+    df["row"] = table.records
     df["split"] = df["split"].str.strip().str.lower().map(SPLIT_ALIASES)
     valid = (
         df["study_id"].str.fullmatch(r"\d+")
@@ -136,7 +146,7 @@ def load_mimic_cxr(
         result.rejects.append(
             Reject(
                 SOURCE,
-                f"{split_csv.name}:line {row.row}",
+                row.row,
                 "bad_row",
                 f"dicom {row.dicom_id!r}: study_id/subject_id must be numeric and split one of "
                 "train/validate/test",
