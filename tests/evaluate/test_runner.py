@@ -148,3 +148,40 @@ def test_zero_shot_from_a_5x200_file(tmp_path, bow):
     assert m["zeroshot"]["n"] == 9
     assert m["zeroshot"]["accuracy"] == 100.0
     assert "## Zero-shot classification" in (tmp_path / "run" / "metrics.md").read_text()
+
+
+def test_same_group_retrieval_counts_any_study_of_the_true_group(tmp_path, bow):
+    """The same-findings protocol (e.g. phantoms): a report of the query's group is a hit, on the same run."""
+    import dataclasses
+
+    def study(sid: str, image_text: str, report: str, group: str | None) -> Study:
+        p = tmp_path / "img" / f"{sid}.txt"
+        p.parent.mkdir(exist_ok=True)
+        p.write_text(image_text)
+        extra = {} if group is None else {"phantom_findings": group}
+        return Study(
+            study_id=sid, patient_id=sid, source="synthetic", split="test",
+            images=(Image(path=f"img/{sid}.txt"),), findings=report, extra=extra,
+        )
+
+    # b's film reads like a's report, so exact-pair retrieval misses b; a and b share their group.
+    studies = [
+        study("a", "effusion", "effusion", "g1"),
+        study("b", "effusion", "effusion left base", "g1"),
+        study("c", "cardiomegaly", "cardiomegaly", "g2"),
+    ]
+    cfg = EvaluateConfig(run_generation=False, group_key="phantom_findings")
+    m = run_evaluation(bow, studies, tmp_path / "run", cfg, image_root=tmp_path, progress=False)
+    exact = m["retrieval"]["study/exact/image_to_text"]["hit@1"]
+    group = m["retrieval_same_group"]
+    assert exact < 100.0 and group["image_to_text"]["hit@1"] == 100.0
+    assert group["key"] == "phantom_findings" and group["groups"] == 2
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["retrieval_same_group"] == group
+
+    studies[2] = dataclasses.replace(studies[2], extra={})
+    m = run_evaluation(bow, studies, tmp_path / "run2", cfg, image_root=tmp_path, progress=False)
+    assert "1 of 3 studies" in m["retrieval_same_group"]["unavailable"]
+    assert "retrieval_same_group" not in run_evaluation(
+        bow, studies, tmp_path / "run3", EvaluateConfig(run_generation=False), image_root=tmp_path,
+        progress=False,
+    )

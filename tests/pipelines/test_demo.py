@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from lexray.cli.demo import DemoConfig, find_openi, results_rows, write_html_report
+from lexray.pipelines.demo import DemoConfig, find_openi
+from lexray.pipelines.demo_report import results_rows, write_html_report
 
 
 def _metrics() -> dict:
@@ -15,7 +16,7 @@ def _metrics() -> dict:
         "retrieval": {
             f"study/{m}/{d}": hit for m in ("exact", "dedup") for d in ("image_to_text", "text_to_image")
         },
-        "phantom_retrieval": {"group/i2t/R@1": 40.0, "group/i2t/R@5": 70.0, "group/i2t/R@10": 80.0},
+        "retrieval_same_group": {"image_to_text": {"hit@1": 40.0, "hit@5": 70.0, "hit@10": 80.0}},
         "generation": {
             "bleu1": 0.4,
             "bleu4": 0.1,
@@ -77,8 +78,8 @@ def test_demo_config_recipes_parse() -> None:
 def test_text_cache_key_ignores_paths_but_not_content(tmp_path: Path) -> None:
     import dataclasses
 
-    from lexray.cli.demo import text_cache_key
     from lexray.config import load_config
+    from lexray.pipelines.demo import text_cache_key
     from lexray.text.config import TextTrainConfig
 
     root = Path(__file__).resolve().parents[2]

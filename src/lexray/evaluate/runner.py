@@ -28,6 +28,7 @@ from lexray.data.study import Study
 from lexray.evaluate.embedder import EmbeddingModel
 from lexray.evaluate.generation import GenerationConfig, retrieval_as_generation
 from lexray.evaluate.protocol import RetrievalConfig, bidirectional_retrieval, study_image_embeddings
+from lexray.evaluate.retrieval import retrieval_ranks, summarize_ranks
 from lexray.evaluate.robustness import style_robustness
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ class EvaluateConfig:
     run_generation: bool = True  # compute retrieval-as-generation metrics
     robustness: RobustnessConfig = field(default_factory=RobustnessConfig)  # style robustness
     zeroshot: ZeroShotConfig = field(default_factory=ZeroShotConfig)  # zero-shot classification
+    # Study.extra key whose equal values count as a hit (e.g. phantom_findings: the same-findings protocol);
+    # "" = not computed. Scored on the same study embeddings as the exact protocol.
+    group_key: str = ""
 
 
 def _text(study: Study, text_field: str) -> str:
@@ -248,6 +252,8 @@ def run_evaluation(
         img_emb, image_study, txt_emb, texts, config.retrieval, progress=progress
     )
     study_img = study_image_embeddings(img_emb, image_study, len(kept))
+    if config.group_key:
+        metrics["retrieval_same_group"] = _same_group_retrieval(kept, study_img, txt_emb, config)
 
     if config.run_generation:
         pool = [s for s in (corpus if corpus is not None else studies) if s.split == config.corpus_split]
@@ -308,6 +314,22 @@ def run_evaluation(
     metrics["seconds"] = round(time.time() - t0, 1)
     write_report(metrics, out)
     return metrics
+
+
+def _same_group_retrieval(
+    kept: Sequence[Study], study_img: np.ndarray, txt_emb: np.ndarray, config: EvaluateConfig
+) -> dict[str, Any]:
+    """hit@k both ways where any study whose ``extra[config.group_key]`` equals the query's is a hit."""
+    groups = [st.extra.get(config.group_key, "") for st in kept]
+    missing = sum(not g for g in groups)
+    if missing:
+        return {"unavailable": f"{missing} of {len(kept)} studies have no extra[{config.group_key!r}]"}
+    g = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)[1]
+    out: dict[str, Any] = {"key": config.group_key, "groups": int(g.max()) + 1}
+    for direction, (q, k) in (("image_to_text", (study_img, txt_emb)), ("text_to_image", (txt_emb, study_img))):
+        ranks = retrieval_ranks(q, k, g, g, ties=config.retrieval.ties)
+        out[direction] = summarize_ranks(ranks, config.retrieval.ks)
+    return out
 
 
 def _zero_shot(model: EmbeddingModel, config: EvaluateConfig) -> dict[str, Any]:
