@@ -28,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lexray import __version__
 from lexray.data.images import ImageError, ImageLimits, load_radiograph
@@ -58,6 +59,7 @@ _ERRORS = {
 }
 _PREVIEW_CACHE_SIZE = 64
 _MULTIPART_SLACK = 64 * 1024  # room for multipart boundaries and form fields around the file
+_GENERIC_TOO_LARGE = "Content Too Large"  # the detail of Starlette's request-body limit
 
 
 class _PreviewCache:
@@ -94,6 +96,7 @@ def create_app(searcher: Searcher, config: ServeConfig = ServeConfig(), token: s
     model_lock = threading.Lock()  # one query at a time through the model: it is CPU-bound anyway
     previews = _PreviewCache(_PREVIEW_CACHE_SIZE)
     bearer = HTTPBearer(auto_error=False, description="set when the service was started with a token")
+    body_limit = config.max_upload_bytes + _MULTIPART_SLACK
 
     app = FastAPI(
         title="lexray",
@@ -117,8 +120,9 @@ def create_app(searcher: Searcher, config: ServeConfig = ServeConfig(), token: s
     async def log_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
         t0 = time.perf_counter()
         length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > config.max_upload_bytes + _MULTIPART_SLACK:
-            # Refuse before the body is read and spooled.
+        if length.isdigit() and int(length) > body_limit:
+            # Refuse before the body is read and spooled. Bodies without a Content-Length (chunked) are
+            # counted while they stream in, by the max_body_size of the routes that read a body.
             access_log.info("%s %s -> 413 (body of %s bytes)", request.method, request.url.path, length)
             return JSONResponse(
                 {
@@ -126,6 +130,7 @@ def create_app(searcher: Searcher, config: ServeConfig = ServeConfig(), token: s
                     f"{config.max_upload_bytes:,} bytes"
                 },
                 status_code=413,
+                headers={"Connection": "close"},
             )
         try:
             response = await call_next(request)
@@ -138,6 +143,19 @@ def create_app(searcher: Searcher, config: ServeConfig = ServeConfig(), token: s
             (time.perf_counter() - t0) * 1e3,
         )  # fmt: skip
         return response
+
+    @app.exception_handler(413)
+    async def too_large(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's body limit (a chunked body passing max_body_size as it streams) says only "Content
+        # Too Large": name the limit. Closing the connection stops the client sending, and the server
+        # reading, the rest of an oversized body.
+        detail = exc.detail
+        if detail == _GENERIC_TOO_LARGE:
+            detail = (
+                f"request body exceeds the limit of {body_limit:,} bytes "
+                f"(max_upload_bytes {config.max_upload_bytes:,} plus form overhead); send a smaller file"
+            )
+        return JSONResponse({"detail": detail}, status_code=413, headers={"Connection": "close"})
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -205,6 +223,7 @@ def create_app(searcher: Searcher, config: ServeConfig = ServeConfig(), token: s
         responses=_ERRORS,
         dependencies=auth,
         tags=["search"],
+        max_body_size=body_limit,
     )
     def search_image(
         file: Annotated[UploadFile, File(description="a PNG, JPEG or DICOM radiograph")],
@@ -233,6 +252,7 @@ def create_app(searcher: Searcher, config: ServeConfig = ServeConfig(), token: s
         responses=_ERRORS,
         dependencies=auth,
         tags=["search"],
+        max_body_size=body_limit,
     )
     def search_text(body: TextSearchRequest) -> SearchResponse:
         """Find the films (or reports) that best match a description."""
