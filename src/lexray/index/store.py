@@ -40,6 +40,7 @@ from typing import Any
 import faiss
 import numpy as np
 import pandas as pd
+import yaml
 from tqdm.auto import tqdm
 
 from lexray.config import load_config, save_config
@@ -352,11 +353,8 @@ def _studies_frame(studies: Sequence[Study]) -> pd.DataFrame:
             "report": [s.report for s in studies],
             "extra": [json.dumps(s.extra, sort_keys=True) for s in studies],
         },
-        columns=[
-            "study_id", "patient_id", "source", "split", "findings", "impression",
-            "indication", "comparison", "report", "extra",
-        ],
-    )  # fmt: skip
+        columns=_STUDY_COLUMNS,
+    )
 
 
 def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
@@ -365,6 +363,10 @@ def _frame(rows: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
     )
 
 
+_STUDY_COLUMNS = [
+    "study_id", "patient_id", "source", "split", "findings", "impression",
+    "indication", "comparison", "report", "extra",
+]  # fmt: skip
 _IMAGE_COLUMNS = ["study_id", "path", "view", "image_id"]
 _TEXT_COLUMNS = ["study_id"]
 
@@ -615,6 +617,46 @@ def _log_rejects(rejects: Sequence[Reject]) -> None:
 # ------------------------------------------------------------------------------------------ reading
 
 
+# What a damaged or truncated file raises while it is read: pyarrow's ArrowInvalid is a ValueError, FAISS
+# raises RuntimeError, a truncated .npy ValueError or EOFError, a broken YAML yaml.YAMLError.
+_READ_ERRORS = (OSError, ValueError, RuntimeError, EOFError, yaml.YAMLError, LexrayError)
+
+
+def _damaged(root: Path, path: Path, why: str, info: dict[str, Any]) -> str:
+    model = info.get("model", {}).get("path", "RUN") if isinstance(info.get("model"), dict) else "RUN"
+    return (
+        f"{path} is damaged or incomplete ({why}): the index at {root} cannot be used; rebuild it with "
+        f"`lexray index build --model {model} --manifest MANIFEST --out {root}`"
+    )
+
+
+def _read_part(root: Path, path: Path, info: dict[str, Any], read: Callable[[], Any]) -> Any:
+    """``read()`` of one file of an index version, any failure named as damage to that file."""
+    if not path.is_file():
+        raise IndexFormatError(_damaged(root, path, "the file is missing", info))
+    try:
+        return read()
+    except _READ_ERRORS as exc:
+        why = str(exc).splitlines()[-1].strip() if str(exc).strip() else type(exc).__name__
+        raise IndexFormatError(_damaged(root, path, f"{type(exc).__name__}: {why[:200]}", info)) from exc
+
+
+def _read_table(root: Path, path: Path, columns: Sequence[str], info: dict[str, Any]) -> pd.DataFrame:
+    frame = _read_part(root, path, info, lambda: pd.read_parquet(path))
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise IndexFormatError(_damaged(root, path, f"no column {', '.join(missing)}", info))
+    return frame
+
+
+def _read_vectors(root: Path, path: Path, dim: int, mmap: bool, info: dict[str, Any]) -> np.ndarray:
+    vectors = _read_part(root, path, info, lambda: np.load(path, mmap_mode="r" if mmap else None))
+    if vectors.ndim != 2 or vectors.shape[1] != dim or vectors.dtype != np.float32:
+        why = f"{vectors.dtype} array of shape {vectors.shape}, expected float32 (N, {dim})"
+        raise IndexFormatError(_damaged(root, path, why, info))
+    return vectors
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     """One image the index references."""
@@ -637,8 +679,8 @@ class RetrievalIndex:
         self.info = info
         self.config = config
         vdir = root / version
-        self.studies: pd.DataFrame = pd.read_parquet(vdir / STUDIES_FILE)
-        self.images: pd.DataFrame = pd.read_parquet(vdir / IMAGES_FILE)
+        self.studies: pd.DataFrame = _read_table(root, vdir / STUDIES_FILE, _STUDY_COLUMNS, info)
+        self.images: pd.DataFrame = _read_table(root, vdir / IMAGES_FILE, _IMAGE_COLUMNS, info)
         self._study_rows = {sid: i for i, sid in enumerate(self.studies["study_id"])}
         # Plain lists for per-hit lookups: pandas row access costs ~0.1 ms, too slow per result.
         self._study_cols = {c: self.studies[c].tolist() for c in self.studies.columns}
@@ -652,9 +694,16 @@ class RetrievalIndex:
         self._faiss: dict[str, faiss.Index] = {}
         _faiss.set_threads(config.faiss)
         for m in self.modalities:
-            meta = self.images if m == "image" else pd.read_parquet(vdir / _META_FILES[m])
-            vectors = np.load(vdir / _VECTOR_FILES[m], mmap_mode="r" if mmap else None)
-            index = faiss.read_index(str(vdir / _FAISS_FILES[m]))
+            if m == "image":
+                meta = self.images
+            else:
+                meta = _read_table(root, vdir / _META_FILES[m], _TEXT_COLUMNS, info)
+            vectors = _read_vectors(root, vdir / _VECTOR_FILES[m], self.embed_dim, mmap, info)
+            faiss_file = vdir / _FAISS_FILES[m]
+            index = _read_part(root, faiss_file, info, lambda f=faiss_file: faiss.read_index(str(f)))
+            if index.d != self.embed_dim:
+                why = f"FAISS width {index.d} != embedding width {self.embed_dim}"
+                raise IndexFormatError(_damaged(root, faiss_file, why, info))
             _faiss.configure_search(index, config.faiss)
             if not (len(meta) == len(vectors) == index.ntotal):
                 raise IndexFormatError(
@@ -683,12 +732,17 @@ class RetrievalIndex:
         info_file = vdir / INFO_FILE
         if not info_file.is_file():
             raise IndexFormatError(f"{root}: {CURRENT_FILE} names {version!r} but {info_file} is missing")
-        info = json.loads(info_file.read_text(encoding="utf-8"))
-        if info.get("format") != FORMAT_VERSION:
+        info = _read_part(root, info_file, {}, lambda: json.loads(info_file.read_text(encoding="utf-8")))
+        if not isinstance(info, dict) or info.get("format") != FORMAT_VERSION:
+            found = info.get("format") if isinstance(info, dict) else None
             raise IndexFormatError(
-                f"{vdir} has index format {info.get('format')}; this lexray reads format {FORMAT_VERSION}"
+                f"{vdir} has index format {found}; this lexray reads format {FORMAT_VERSION}"
             )
-        config = load_config(IndexConfig, vdir / "config.yaml")
+        missing = [k for k in ("modalities", "embed_dim", "model") if k not in info]
+        if missing:
+            raise IndexFormatError(_damaged(root, info_file, f"no {', '.join(missing)}", info))
+        config_file = vdir / "config.yaml"
+        config = _read_part(root, config_file, info, lambda: load_config(IndexConfig, config_file))
         return cls(root, version, info, config, mmap)
 
     def with_search_params(self, **faiss_overrides: Any) -> RetrievalIndex:
