@@ -47,7 +47,7 @@ _COMMANDS: dict[str, _Entry] = {
         "demo",
         "Run the whole pipeline offline on CPU: data, phantoms, report encoder, CLIP, evaluation, index.",
     ),
-    "models": _Entry("models", "app", "Model aliases and offline weights."),
+    "models": _Entry("models", "app", "Model aliases, offline weights and published-model importers."),
     "data": _Entry(
         "data", "app", "Datasets -> study manifest (download, prepare, stats).", extra=(("phantom", "phantom"),)
     ),
