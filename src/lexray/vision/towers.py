@@ -16,7 +16,13 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from lexray.vision.preprocess import IMAGENET_MEAN, IMAGENET_STD, ImagePreprocess
+from lexray.vision.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+    ImagePreprocess,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,10 @@ class VisionConfig:
         None  # normalisation mean; None = 0.5 (small_cnn) or ImageNet / the checkpoint's
     )
     std: tuple[float, ...] | None = None  # normalisation std; None like `mean`
+    resize: Literal["letterbox", "shorter_crop"] = (
+        "letterbox"  # letterbox (pad to square) or CLIP's shorter-side resize + centre crop
+    )
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # resampling filter of the resize
     hf_config: dict[str, Any] = field(
         default_factory=dict
     )  # hf: config fields (with model_type) to build from scratch
@@ -222,7 +232,14 @@ def _preprocess(
     std = tuple(config.std) if config.std is not None else std
     if len(mean) != channels:  # e.g. ImageNet statistics for a one-channel tower: use the grey average
         mean, std = (sum(mean) / len(mean),) * channels, (sum(std) / len(std),) * channels
-    return ImagePreprocess(size=config.image_size, channels=channels, mean=mean, std=std)
+    return ImagePreprocess(
+        size=config.image_size,
+        channels=channels,
+        mean=mean,
+        std=std,
+        resize=config.resize,
+        interpolation=config.interpolation,
+    )
 
 
 def _build_hf(config: VisionConfig, state: dict[str, Any], load_weights: bool) -> ImageTower:
@@ -312,6 +329,54 @@ def _build_timm(config: VisionConfig, state: dict[str, Any], load_weights: bool)
     mean = tuple(data_cfg.get("mean", IMAGENET_MEAN))
     std = tuple(data_cfg.get("std", IMAGENET_STD))
     return TimmTower(backbone, _preprocess(config, channels, mean, std))
+
+
+# Published image towers, as rows: timm architecture + the evaluation preprocessing they were trained with.
+PUBLISHED_VISION: dict[str, VisionConfig] = {
+    # EVA02-CLIP-L/14 as in LLM2CLIP4CXR: its "336" config is built at 448 px; CLS -> norm (the head is
+    # the dual encoder's image projection).
+    "eva02-clip-l14-448": VisionConfig(
+        kind="timm",
+        model="eva02_large_patch14_clip_336",
+        image_size=448,
+        mean=OPENAI_CLIP_MEAN,
+        std=OPENAI_CLIP_STD,
+        resize="shorter_crop",
+        interpolation="bicubic",
+    ),
+}
+
+# timm module -> its function that maps original checkpoint key names (EVA-CLIP's w1/w2/w3, ffn_ln,
+# inner_attn_ln, a "visual." prefix...) onto timm's.
+TIMM_CHECKPOINT_FILTERS = {"timm.models.eva": "checkpoint_filter_fn"}
+
+
+def load_timm_checkpoint(tower: TimmTower, state: dict[str, torch.Tensor], origin: str) -> None:
+    """Load an original-layout checkpoint into a :class:`TimmTower` through timm's own key mapping.
+
+    Raises:
+        ValueError: a tensor is missing, unexpected or mis-shaped (the message names it).
+    """
+    import importlib
+
+    module = type(tower.backbone).__module__
+    if module in TIMM_CHECKPOINT_FILTERS:
+        filter_fn = getattr(importlib.import_module(module), TIMM_CHECKPOINT_FILTERS[module])
+        state = filter_fn(state, tower.backbone)
+    own = tower.backbone.state_dict()
+    wrong = [
+        f"{k} {tuple(v.shape)} (expected {tuple(own[k].shape)})"
+        for k, v in state.items()
+        if k in own and own[k].shape != v.shape
+    ]
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    if wrong or missing or unexpected:
+        raise ValueError(
+            f"{origin}: the image tower's weights do not match {tower.backbone.__class__.__name__} "
+            f"(missing {missing[:4]}, unexpected {unexpected[:4]}, wrong shape {wrong[:4]})"
+        )
+    tower.backbone.load_state_dict(state)
 
 
 def _build_small_cnn(config: VisionConfig, state: dict[str, Any], load_weights: bool) -> ImageTower:
