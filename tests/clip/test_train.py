@@ -87,7 +87,10 @@ def test_run_directory_records_everything(manifest: Path, tiny_text_dir: Path, t
 
     run = train(tiny_run(manifest, tiny_text_dir, tmp_path / "run", save_every=3, max_steps=6))
     assert (run / "config.yaml").is_file() and (run / "tb").is_dir()
-    rows = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in rows} == {"clip", "val", "done"}
+    assert all(r["world_size"] == 1 and r["precision"] == "no" for r in rows)
+    assert all(r["global_batch"] == 4 for r in rows if r["stage"] == "clip")
     evals = [r for r in rows if "val/exact/rsum" in r]
     assert [r["step"] for r in evals] == [3, 6]
     assert "val/group/i2t/R@10" in evals[0]  # phantom ground truth is used when the manifest has it

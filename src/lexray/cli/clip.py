@@ -21,7 +21,7 @@ def train_cmd(
         None, help="Stop after this step with a resumable checkpoint (time-boxing); run again to resume."
     ),
 ) -> None:
-    """Train a dual encoder; the run directory gets config.yaml, results.jsonl, tb/, checkpoints, best/, final/."""
+    """Train a dual encoder; the run directory gets config.yaml, metrics.jsonl, tb/, checkpoints, best/, final/."""
     from lexray.clip.train import load_train_config, train
 
     try:

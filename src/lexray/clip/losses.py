@@ -12,18 +12,9 @@ local rows) so each process scores its rows against the global batch, as open_cl
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 
-
-def _gather(x: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """(B, D) -> (world * B, D) and this process's row offset; a no-op on one process."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return x, 0
-    from torch.distributed.nn.functional import all_gather
-
-    parts = all_gather(x)  # differentiable: gradients return to each process's own rows
-    return torch.cat(parts, dim=0), dist.get_rank() * x.shape[0]
+from lexray.training.distributed import gather_with_grad
 
 
 class ClipLoss:
@@ -43,8 +34,8 @@ class ClipLoss:
         logit_bias: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Return ``{"clip": loss}`` for embeddings (B, D) and (B, D)."""
-        all_text, offset = _gather(text)
-        all_image, _ = _gather(image)
+        all_text, offset = gather_with_grad(text)
+        all_image, _ = gather_with_grad(image)
         n = image.shape[0]
         labels = torch.arange(offset, offset + n, device=image.device)  # (B,)
         logits_i2t = logit_scale * image @ all_text.T  # (B, world*B)
@@ -74,7 +65,7 @@ class SigLipLoss:
         """Return ``{"siglip": loss}`` for embeddings (B, D) and (B, D)."""
         if logit_bias is None:
             raise ValueError("SigLipLoss needs the model's logit_bias (DualEncoderConfig.logit_bias=true)")
-        all_text, offset = _gather(text)
+        all_text, offset = gather_with_grad(text)
         n = image.shape[0]
         logits = (logit_scale * image @ all_text.T + logit_bias).float()  # (B, world*B)
         labels = -torch.ones_like(logits)

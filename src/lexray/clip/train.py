@@ -3,7 +3,7 @@
 Run directory layout::
 
     config.yaml          the resolved ClipTrainConfig
-    results.jsonl        one JSON object per logged step and per validation
+    metrics.jsonl        one JSON object per logged step and per validation (lexray.training.metrics)
     tb/                  TensorBoard scalars
     skipped.jsonl        studies left out (no text, no image file), with the reason
     checkpoints/step-N/  Accelerate state (trainable weights, optimizer, scheduler, scaler, RNG)
@@ -14,16 +14,16 @@ Run directory layout::
 Resume is exact: batches are a pure function of (seed, epoch, position) and the checkpoint holds the
 RNG states, so an interrupted and resumed run ends with the same weights as an uninterrupted one.
 
+With several processes (``accelerate launch --num_processes N``) each process takes its slice of one
+duplicate-free global batch of ``batch_size x N`` pairs, and the loss gathers every slice's embeddings.
+
 With a frozen text tower the report features come from the on-disk cache (LLM2CLIP): the LLM runs
 once per distinct text, ever, instead of once per step.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
@@ -51,25 +51,22 @@ from lexray.clip.losses import LOSSES
 from lexray.clip.model import DualEncoder
 from lexray.clip.validate import embed_pairs, retrieval_metrics
 from lexray.config import save_config
+from lexray.training import (
+    MetricsLog,
+    OptimConfig,
+    build_adamw,
+    latest_checkpoint,
+    load_checkpoint,
+    lr_schedule,
+    make_accelerator,
+    optimizer_step,
+    param_groups,
+    rank_slice,
+    save_checkpoint,
+)
+from lexray.training.optim import layer_decay_lr
 
 log = logging.getLogger(__name__)
-
-TRAINER_STATE = "trainer_state.json"
-
-
-@dataclass(frozen=True)
-class OptimConfig:
-    """AdamW with warmup + cosine decay, layer-wise decay for the image tower, gradient clipping."""
-
-    lr: float = 1e-4  # peak learning rate of the image tower's top, the projections and the temperature
-    text_lr: float = 0.0  # peak learning rate of trainable text-tower weights (0 = lr)
-    weight_decay: float = 0.05  # AdamW weight decay (not applied to biases, norms, temperature)
-    betas: tuple[float, float] = (0.9, 0.98)  # AdamW betas (CLIP's 0.98 for stability)
-    eps: float = 1e-6  # AdamW epsilon
-    layer_decay: float = 1.0  # image-tower layer-wise LR decay: block i gets lr * decay^(depth - i) (1 = off)
-    warmup_steps: int = 100  # linear warmup steps
-    min_lr_ratio: float = 0.0  # cosine floor as a fraction of the peak
-    grad_clip: float = 5.0  # max global gradient norm (0 = off)
 
 
 @dataclass(frozen=True)
@@ -83,11 +80,11 @@ class ClipTrainConfig:
     data: ClipDataConfig = field(default_factory=ClipDataConfig)  # training and validation pairs
     optim: OptimConfig = field(default_factory=OptimConfig)  # optimizer and schedule
     loss: Literal["clip", "siglip"] = "clip"  # symmetric InfoNCE or pairwise sigmoid
-    batch_size: int = 32  # pairs per micro-batch per process
+    batch_size: int = 32  # pairs per micro-batch per process (the global batch is this x processes)
     grad_accum: int = 1  # micro-batches per optimizer step (negatives stay within a micro-batch)
     max_steps: int = 1000  # optimizer steps
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"  # autocast precision (fp16 adds a loss scaler)
-    log_every: int = 10  # steps between results.jsonl / TensorBoard lines
+    log_every: int = 10  # steps between metrics.jsonl / TensorBoard lines
     eval_every: int = 200  # steps between validation retrievals (0 = only at the end)
     save_every: int = 500  # steps between resumable checkpoints (0 = only at the end)
     keep_checkpoints: int = 2  # most recent checkpoints kept
@@ -105,34 +102,17 @@ def build_optimizer(model: DualEncoder, optim: OptimConfig) -> torch.optim.Optim
     """
     tower = model.image_tower
     depth = tower.num_layers + 1
-    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
+
+    def lr_of(name: str) -> float:
         if name.startswith("image_tower."):
-            lr = optim.lr * optim.layer_decay ** (depth - tower.layer_id(name.removeprefix("image_tower.")))
-        elif name.startswith("text_tower."):
-            lr = optim.text_lr or optim.lr
-        else:
-            lr = optim.lr
-        no_decay = p.ndim <= 1 or name in ("logit_scale", "logit_bias")
-        groups.setdefault((lr, 0.0 if no_decay else optim.weight_decay), []).append(p)
-    param_groups = [{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()]
-    return torch.optim.AdamW(param_groups, lr=optim.lr, betas=optim.betas, eps=optim.eps)
+            layer = tower.layer_id(name.removeprefix("image_tower."))
+            return layer_decay_lr(optim.lr, optim.layer_decay, layer, depth)
+        if name.startswith("text_tower."):
+            return optim.text_lr or optim.lr
+        return optim.lr
 
-
-def warmup_cosine(
-    optimizer: torch.optim.Optimizer, warmup: int, total: int, floor: float
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup to each group's peak, then cosine decay to ``floor`` x peak at ``total`` steps."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    groups = param_groups(model, optim.lr, optim.weight_decay, lr_of)
+    return build_adamw(groups, optim.lr, betas=optim.betas, eps=optim.eps)
 
 
 class ImageStore:
@@ -182,12 +162,6 @@ def _batches(planner: BatchPlanner, state: TrainerState) -> Iterator[list[Draw]]
         yield draws
 
 
-def _latest_checkpoint(run_dir: Path) -> Path | None:
-    ckpts = sorted((run_dir / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    ckpts = [c for c in ckpts if (c / TRAINER_STATE).is_file()]
-    return ckpts[-1] if ckpts else None
-
-
 def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
     """Train a dual encoder as ``config`` says; return the run directory.
 
@@ -196,16 +170,15 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
         stop_at_step: stop after this step with a checkpoint, as an interruption would (the run can
             then be resumed); None runs to ``max_steps``.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
-    from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
     if config.threads:
         torch.set_num_threads(config.threads)
     run_dir = Path(config.output_dir)
-    accelerator = Accelerator(mixed_precision=config.mixed_precision, project_dir=str(run_dir))
+    accelerator = make_accelerator(config.mixed_precision, project_dir=str(run_dir))
     main = accelerator.is_main_process
+    rank, world = accelerator.process_index, accelerator.num_processes
     if main:
         save_config(config, run_dir)
     set_seed(config.seed)
@@ -240,7 +213,8 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
     variants = (
         load_variants(augment.variant_store, {p.study_id for p in pairs}) if augment.variant_store else {}
     )
-    planner = BatchPlanner(pairs, weights, config.batch_size, augment, variants, seed=config.seed)
+    # One duplicate-free global batch per step; each process takes its slice of it.
+    planner = BatchPlanner(pairs, weights, config.batch_size * world, augment, variants, seed=config.seed)
     images = ImageStore(model, config.data.cache_images)
     val_texts = [p.text(augment.format) for p in val_pairs]
     if cached_text:
@@ -257,8 +231,12 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
 
     # ---- optimisation -------------------------------------------------------------------------
     optimizer = build_optimizer(model, config.optim)
-    scheduler = warmup_cosine(
-        optimizer, config.optim.warmup_steps, config.max_steps, config.optim.min_lr_ratio
+    scheduler = lr_schedule(
+        optimizer,
+        config.optim.warmup_steps,
+        config.max_steps,
+        config.optim.schedule,
+        config.optim.min_lr_ratio,
     )
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
@@ -276,24 +254,15 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
     loss_fn = LOSSES[config.loss]()
 
     state = TrainerState()
-    ckpt = _latest_checkpoint(run_dir) if config.resume else None
+    ckpt = latest_checkpoint(run_dir) if config.resume else None
     if ckpt is not None:
-        accelerator.load_state(str(ckpt), strict=False)
-        state = TrainerState(**json.loads((ckpt / TRAINER_STATE).read_text()))
+        state = TrainerState(**load_checkpoint(accelerator, ckpt))
         log.info(
             "resumed from %s at step %d (epoch %d, batch %d)", ckpt, state.step, state.epoch, state.batch
         )
 
-    writer = SummaryWriter(str(run_dir / "tb")) if main else None
-    results = open(run_dir / "results.jsonl", "a", encoding="utf-8") if main else None
-
-    def record(row: dict[str, Any]) -> None:
-        if results is not None and writer is not None:
-            results.write(json.dumps(row) + "\n")
-            results.flush()
-            for k, v in row.items():
-                if k != "step" and isinstance(v, (int, float)):
-                    writer.add_scalar(k, v, row["step"])
+    metrics_log = MetricsLog(run_dir, main, world, config.mixed_precision, tensorboard=True)
+    global_batch = config.batch_size * world * config.grad_accum
 
     def load_pixels(pair: Pair, image: int = 0) -> torch.Tensor:
         return images.load(pair.images[image])
@@ -302,14 +271,6 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
         imgs, txts = embed_pairs(raw, val_pairs, load_pixels, val_texts, config.eval_batch_size)
         groups = [p.group for p in val_pairs] if all(p.group for p in val_pairs) else None
         return {f"val/{k}": v for k, v in retrieval_metrics(imgs, txts, groups, config.eval_ks).items()}
-
-    def save_checkpoint() -> None:
-        out = run_dir / "checkpoints" / f"step-{state.step:07d}"
-        accelerator.save_state(str(out))
-        if main:
-            (out / TRAINER_STATE).write_text(json.dumps(state.__dict__))
-            for old in sorted((run_dir / "checkpoints").glob("step-*"))[: -config.keep_checkpoints]:
-                shutil.rmtree(old)
 
     # ---- the loop -----------------------------------------------------------------------------
     batches = _batches(planner, state)
@@ -322,7 +283,7 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
             raw.text_tower.eval()  # frozen: no dropout in it, whatever model.train() set
         terms_sum: dict[str, float] = {}
         for micro in range(config.grad_accum):
-            draws = next(batches)
+            draws = rank_slice(next(batches), rank, world)
             pixels, texts = [], []
             for d in draws:
                 try:
@@ -336,7 +297,7 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
             batch_pixels = torch.stack(pixels)  # (B, C, S, S)
             if config.data.image_augment.enabled:
                 # Seeded by the batch's position, so a resumed run perturbs identically.
-                rng = np.random.default_rng([config.seed, state.epoch, 2, state.batch])
+                rng = np.random.default_rng([config.seed, state.epoch, 2, state.batch] + [rank] * (world > 1))
                 batch_pixels = augment_images(batch_pixels, rng, config.data.image_augment)
             batch_pixels = batch_pixels.to(accelerator.device)
             text_in = raw.text_features(texts) if cached_text else raw.text_tower.tokenize(texts)
@@ -348,12 +309,7 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
                 accelerator.backward(loss)
             for k, v in terms.items():
                 terms_sum[k] = terms_sum.get(k, 0.0) + float(v.detach()) / config.grad_accum
-        grad_norm = float("nan")
-        if config.optim.grad_clip > 0:
-            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), config.optim.grad_clip))
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = optimizer_step(accelerator, model, optimizer, scheduler, config.optim.grad_clip)
         state.step += 1
         window_steps += 1
         bar.update(1)
@@ -361,7 +317,6 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
         if state.step % config.log_every == 0 or state.step == end:
             elapsed = time.perf_counter() - window_start
             row = {
-                "step": state.step,
                 "epoch": state.epoch,
                 "lr": scheduler.get_last_lr()[0],
                 "loss": sum(terms_sum.values()),
@@ -370,14 +325,14 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
                 "grad_norm": grad_norm,
                 "steps_per_s": window_steps / max(elapsed, 1e-9),
             }
-            record(row)
+            metrics_log.write("clip", state.step, global_batch=global_batch, **row)
             bar.set_postfix(loss=f"{row['loss']:.3f}", T=f"{row['temperature']:.3f}")
             window_start, window_steps = time.perf_counter(), 0
 
         at_end = state.step == config.max_steps
         if val_pairs and ((config.eval_every and state.step % config.eval_every == 0) or at_end):
             metrics = validate()
-            record({"step": state.step, **metrics})
+            metrics_log.write("val", state.step, **metrics)
             score = metrics.get(f"val/{config.select_on}/rsum", metrics["val/exact/rsum"])
             log.info("step %d: validation %s rsum %.1f", state.step, config.select_on, score)
             if score > state.best_score:
@@ -385,19 +340,17 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
                 if main:
                     raw.save_pretrained(run_dir / "best")
         if (config.save_every and state.step % config.save_every == 0) or state.step == end:
-            save_checkpoint()
+            save_checkpoint(accelerator, run_dir, state.step, state.__dict__, config.keep_checkpoints)
     bar.close()
 
     if state.step >= config.max_steps and main:
         raw.save_pretrained(run_dir / "final")
         if not val_pairs:  # nothing to select on: the last model is the best we know
             raw.save_pretrained(run_dir / "best")
-        record({"step": state.step, "done": 1, "best_step": state.best_step, "best_score": state.best_score})
+        metrics_log.write("done", state.step, best_step=state.best_step, best_score=state.best_score)
     if cached_text and raw.text_cache is not None:
         log.info("text feature cache: %d hits, %d misses", raw.text_cache.hits, raw.text_cache.misses)
-    if results is not None and writer is not None:
-        results.close()
-        writer.close()
+    metrics_log.close()
     accelerator.wait_for_everyone()
     return run_dir
 

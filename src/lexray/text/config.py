@@ -69,7 +69,7 @@ class MNTPConfig:
 
     enabled: bool = True  # run this stage
     steps: int = 100  # optimizer steps
-    batch_size: int = 8  # reports per step
+    batch_size: int = 8  # reports per step (per process)
     lr: float = 1e-4  # peak learning rate (AdamW, linear warmup then linear decay)
     warmup_steps: int = 10  # linear warmup steps
     weight_decay: float = 0.0  # AdamW weight decay
@@ -148,3 +148,6 @@ class TextTrainConfig:
         ""  # textbench JSONL scored during the contrastive stage (evaluation only, never trained on)
     )
     eval_every: int = 0  # contrastive steps between bench scores (0 = never)
+    save_every: int = 0  # optimizer steps (MNTP, then contrastive) between resumable checkpoints (0 = none)
+    keep_checkpoints: int = 1  # most recent checkpoints kept in output_dir/checkpoints
+    resume: bool = True  # continue from the latest checkpoint in output_dir when there is one

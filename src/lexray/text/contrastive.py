@@ -10,6 +10,7 @@ the world size; GradCache-style chunking keeps memory flat for large batches.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import torch
@@ -58,12 +59,15 @@ class InfoNCELoss(nn.Module):
         negatives: torch.Tensor | None = None,
         fn_mask: torch.Tensor | None = None,
         offset: int = 0,
+        all_anchors: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Loss terms for anchors (B, D), positives (N, D), hard negatives (M, D) or None.
 
         Args:
             fn_mask: (B, N) True for in-batch positives to drop from anchor i's denominator.
             offset: index of anchor 0's positive among ``positives`` (non-zero when gathered).
+            all_anchors: (N, D) the anchors of every process, for the reverse direction of a symmetric
+                loss (each local positive is scored against the global anchors); None = ``anchors``.
         """
         a = F.normalize(anchors.float(), dim=-1)  # (B, D)
         p = F.normalize(positives.float(), dim=-1)  # (N, D)
@@ -76,27 +80,16 @@ class InfoNCELoss(nn.Module):
         targets = torch.arange(a.shape[0], device=a.device) + offset
         terms = {"infonce": F.cross_entropy(logits, targets)}
         if self.symmetric:
-            # positives -> anchors (only the local block when gathered: anchors are local)
+            # positives -> anchors: the local positives against every anchor of the global batch
+            same = all_anchors is None or all_anchors is anchors  # one process: reuse, same graph
+            a_all = a if same else F.normalize(all_anchors.float(), dim=-1)  # (N, D)
             local_p = p[offset : offset + a.shape[0]]
-            back = self.scale * local_p @ a.T  # (B, B)
+            back = self.scale * local_p @ a_all.T  # (B, N)
             if fn_mask is not None:
-                back = back.masked_fill(fn_mask[:, offset : offset + a.shape[0]].T, float("-inf"))
-            terms["infonce_reverse"] = F.cross_entropy(back, torch.arange(a.shape[0], device=a.device))
+                # positive i and anchor j carry the keys of their examples, so the mask is the same one
+                back = back.masked_fill(fn_mask, float("-inf"))
+            terms["infonce_reverse"] = F.cross_entropy(back, targets)
         return terms
-
-
-def gather_with_grad(x: torch.Tensor, accelerator: Any | None) -> tuple[torch.Tensor, int]:
-    """Concatenate ``x`` (B, ...) from every process; the local slice keeps its gradient.
-
-    Returns:
-        (all rows (world * B, ...), offset of this process's rows). Needs equal B on every process.
-    """
-    if accelerator is None or accelerator.num_processes == 1:
-        return x, 0
-    everything = accelerator.gather(x.detach())  # (world * B, ...), no grad
-    rank, b = accelerator.process_index, x.shape[0]
-    merged = torch.cat([everything[: rank * b], x, everything[(rank + 1) * b :]])
-    return merged, rank * b
 
 
 class _RandContext:
@@ -115,8 +108,8 @@ class _RandContext:
 
 def embed_in_chunks(
     embed: Callable[[Sequence[str]], torch.Tensor], texts: Sequence[str], chunk_size: int
-) -> tuple[torch.Tensor, list[_RandContext]]:
-    """Embed without building a graph, chunk by chunk, remembering each chunk's RNG state."""
+) -> tuple[torch.Tensor | None, list[_RandContext]]:
+    """Embed without building a graph, chunk by chunk, remembering each chunk's RNG state (None: no text)."""
     reps, states = [], []
     device = torch.device("cpu")
     for start in range(0, len(texts), chunk_size):
@@ -125,7 +118,7 @@ def embed_in_chunks(
             out = embed(texts[start : start + chunk_size])
         device = out.device
         reps.append(out)
-    return torch.cat(reps), states
+    return (torch.cat(reps) if reps else None), states
 
 
 def grad_cache_backward(
@@ -133,29 +126,49 @@ def grad_cache_backward(
     groups: Sequence[Sequence[str]],
     loss_fn: Callable[[list[torch.Tensor]], dict[str, torch.Tensor]],
     chunk_size: int,
+    backward: Callable[[torch.Tensor], None] | None = None,
+    no_sync: Callable[[], AbstractContextManager[Any]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """GradCache (Gao et al., 2021): the exact full-batch contrastive gradient with chunk-sized memory.
 
     1. Embed every group of texts (anchors, positives, negatives) in chunks without a graph.
-    2. Compute the loss on the detached embeddings and backpropagate to them only.
-    3. Re-embed each chunk with a graph (same RNG state) and backpropagate the cached embedding grads.
+    2. Compute the loss on the detached (fp32) embeddings and backpropagate to them only.
+    3. Re-embed each chunk with a graph (same RNG state) and backpropagate the cached embedding grads,
+       as the surrogate loss ``sum(embedding * cached_grad)``, through ``backward``.
+
+    Step 3 is the only one that reaches the weights, so it must go through the trainer's backward: with
+    fp16 ``accelerator.backward`` multiplies by the loss scale that the optimiser step later divides by
+    (a plain ``.backward()`` there would shrink every update by that scale).
 
     Args:
         embed: texts -> (n, D) features with grad.
         groups: lists of texts, one per role.
         loss_fn: list of (n_g, D) embeddings -> loss terms (summed for the backward pass).
         chunk_size: texts per forward pass.
+        backward: runs the backward pass of a scalar (``accelerator.backward``; default ``Tensor.backward``).
+        no_sync: context in which every chunk but the last runs (``lambda: accelerator.no_sync(model)``),
+            so DDP all-reduces the accumulated gradients once, after the last chunk.
 
     Returns:
         The detached loss terms.
     """
+    backward = backward or torch.Tensor.backward
     cached = [embed_in_chunks(embed, list(texts), chunk_size) for texts in groups]
-    reps = [r.detach().requires_grad_() for r, _ in cached]
+    first = next(r for r, _ in cached if r is not None)
+    empty = first.new_zeros((0, first.shape[1]), dtype=torch.float32)  # a role without text this time
+    # fp32 leaves: their gradients are unscaled, so in fp16 they must not live in half precision
+    reps = [(r.detach().float() if r is not None else empty.clone()).requires_grad_() for r, _ in cached]
     terms = loss_fn(reps)
-    sum(terms.values()).backward()
-    for texts, (_, states), rep in zip(groups, cached, reps, strict=True):
-        for k, start in enumerate(range(0, len(texts), chunk_size)):
+    sum(terms.values()).backward()  # reaches only the leaves above, never a weight
+    chunks = [
+        (k, start, texts, states, rep)
+        for texts, (_, states), rep in zip(groups, cached, reps, strict=True)
+        for k, start in enumerate(range(0, len(texts), chunk_size))
+    ]
+    for i, (k, start, texts, states, rep) in enumerate(chunks):
+        last = i == len(chunks) - 1
+        with no_sync() if no_sync is not None and not last else nullcontext():
             states[k].restore()
-            out = embed(list(texts[start : start + chunk_size]))
-            out.backward(rep.grad[start : start + chunk_size])
+            out = embed(list(texts[start : start + chunk_size]))  # (c, D)
+            backward((out.float() * rep.grad[start : start + chunk_size]).sum())
     return {k: v.detach() for k, v in terms.items()}

@@ -14,7 +14,6 @@ import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from tqdm.auto import tqdm
 from lexray.config import save_config
 from lexray.data.study import Study
 from lexray.text.config import ContrastiveConfig, MNTPConfig, TextDataConfig, TextTrainConfig
-from lexray.text.contrastive import InfoNCELoss, false_negative_mask, gather_with_grad, grad_cache_backward
+from lexray.text.contrastive import InfoNCELoss, false_negative_mask, grad_cache_backward
 from lexray.text.encoder import TextEncoder
 from lexray.text.mntp import MNTPHead, MNTPLoss, mask_batch, mask_token_id
 from lexray.text.pairs import (
@@ -33,12 +32,27 @@ from lexray.text.pairs import (
     build_examples,
     distinct_equivalents,
 )
+from lexray.training import (
+    MetricsLog,
+    build_adamw,
+    gather_rows,
+    gather_varlen_with_grad,
+    gather_with_grad,
+    latest_checkpoint,
+    load_checkpoint,
+    lr_schedule,
+    make_accelerator,
+    optimizer_step,
+    param_groups,
+    rank_slice,
+    save_checkpoint,
+)
+from lexray.training.checkpoint import TRAINER_STATE
 
 log = logging.getLogger(__name__)
 
 FORBIDDEN_SPLITS = ("val", "validate", "validation", "test")
 VARIANTS_SUBDIR = "variants"
-METRICS_FILE = "metrics.jsonl"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -220,49 +234,79 @@ def merge_pools(first: VariantPool, second: VariantPool) -> VariantPool:
 # shared loop pieces
 
 
-def _scheduler(
-    optimizer: torch.optim.Optimizer, warmup: int, total: int
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warmup to the peak lr, then linear decay to zero."""
+@dataclasses.dataclass
+class StageState:
+    """Where a stage's loop is; saved with each checkpoint (``trainer_state.json``)."""
 
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def _optimizer(module: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    params = [p for p in module.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("nothing to train: every parameter is frozen")
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    stage: str  # "mntp" or "contrastive"
+    step: int = 0  # optimizer steps done in this stage
+    epoch: int = 0  # epoch of the batch plan
+    batch: int = 0  # next batch index within that epoch
+    mask_rng: list[int] = dataclasses.field(default_factory=list)  # MNTP masking generator state
+    scheduler: dict[str, Any] = dataclasses.field(default_factory=dict)  # the LR scheduler's state
 
 
-class _MetricLog:
-    """Appends one JSON line per logged step to ``metrics.jsonl`` in the run directory."""
+@dataclasses.dataclass
+class _Run:
+    """What both stage loops share: the accelerator, the metrics log and the checkpoint policy."""
 
-    def __init__(self, path: Path, enabled: bool) -> None:
-        self.path = path
-        self.enabled = enabled
+    accelerator: Any
+    metrics: MetricsLog
+    out: Path
+    log_every: int
+    save_every: int
+    keep_checkpoints: int
+    stop_at_step: int | None  # global step (MNTP steps, then contrastive) after which to stop
+    resume: tuple[Path, dict[str, Any]] | None  # a checkpoint and its trainer state
+    step_offset: int = 0  # global steps done before the current stage
 
-    def write(self, record: dict[str, Any]) -> None:
-        if self.enabled:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+    def resume_for(self, stage: str) -> dict[str, Any] | None:
+        """The trainer state to resume ``stage`` from (after loading the checkpoint), or None."""
+        if self.resume is None or self.resume[1]["stage"] != stage:
+            return None
+        path, state = self.resume
+        load_checkpoint(self.accelerator, path)
+        log.info("resumed %s at step %d from %s", stage, state["step"], path)
+        return state
+
+    def after_step(self, state: StageState, scheduler: Any, mask_rng: torch.Generator | None = None) -> bool:
+        """Checkpoint when due; True when the run must stop here (an interruption, for tests)."""
+        done = self.step_offset + state.step
+        stop = self.stop_at_step is not None and done >= self.stop_at_step
+        if stop or (self.save_every and done % self.save_every == 0):
+            state.scheduler = scheduler.state_dict()
+            if mask_rng is not None:
+                state.mask_rng = mask_rng.get_state().tolist()
+            save_checkpoint(
+                self.accelerator, self.out, done, dataclasses.asdict(state), self.keep_checkpoints
+            )
+        return stop
 
 
-def _cycle_batches(make_epoch: Callable[[int], Iterator[list[Any]]]) -> Iterator[list[Any]]:
-    epoch = 0
+def _plan(make_epoch: Callable[[int], list[list[Any]]], state: StageState) -> Iterator[list[Any]]:
+    """Endless batches; epoch k's batches are ``make_epoch(k)``, a pure function, so a resumed run
+    re-creates exactly the batches it would have seen. Advances ``state.epoch`` / ``state.batch``."""
+    cache: dict[int, list[list[Any]]] = {}
     while True:
-        produced = False
-        for batch in make_epoch(epoch):
-            produced = True
-            yield batch
-        if not produced:
-            raise ValueError("an epoch produced no batch: fewer training examples than one batch")
-        epoch += 1
+        if state.epoch not in cache:
+            cache.clear()
+            cache[state.epoch] = make_epoch(state.epoch)
+            if not cache[state.epoch]:
+                raise ValueError("an epoch produced no batch: fewer training examples than one batch")
+        plan = cache[state.epoch]
+        if state.batch >= len(plan):
+            state.epoch, state.batch = state.epoch + 1, 0
+            continue
+        state.batch += 1
+        yield plan[state.batch - 1]
+
+
+def _stage_optimizer(
+    encoder: TextEncoder, lr: float, weight_decay: float, warmup: int, total: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW (torch defaults) over the trainable weights; linear warmup, then linear decay to zero."""
+    optimizer = build_adamw(param_groups(encoder, lr, weight_decay), lr)
+    return optimizer, lr_schedule(optimizer, warmup, total, shape="linear")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -270,60 +314,68 @@ def _cycle_batches(make_epoch: Callable[[int], Iterator[list[Any]]]) -> Iterator
 
 
 def run_mntp(
-    encoder: TextEncoder,
-    texts: Sequence[str],
-    config: MNTPConfig,
-    seed: int,
-    accelerator: Any,
-    metrics: _MetricLog,
-    log_every: int = 5,
+    encoder: TextEncoder, texts: Sequence[str], config: MNTPConfig, seed: int, run: _Run
 ) -> list[float]:
-    """Train the encoder's adapters with masked next-token prediction; returns the loss per step."""
-    generator = torch.Generator().manual_seed(seed)
+    """Train the encoder's adapters with masked next-token prediction; returns the loss per step.
+
+    Each process takes its slice of one global batch of ``batch_size x world`` reports.
+    """
+    accelerator = run.accelerator
+    rank, world = accelerator.process_index, accelerator.num_processes
+    generator = torch.Generator().manual_seed(seed + rank)
     head = MNTPHead.from_encoder(encoder)
     loss_fn = MNTPLoss(head)
     mask_id = mask_token_id(encoder)
     vocab = encoder.base_model().get_input_embeddings().weight.shape[0]
-    optimizer = _optimizer(encoder, config.lr, config.weight_decay)
-    scheduler = _scheduler(optimizer, config.warmup_steps, config.steps)
+    optimizer, scheduler = _stage_optimizer(
+        encoder, config.lr, config.weight_decay, config.warmup_steps, config.steps
+    )
     model, optimizer = accelerator.prepare(encoder, optimizer)
+    state = StageState("mntp")
+    resumed = run.resume_for("mntp")
+    if resumed is not None:
+        state = StageState(**resumed)
+        scheduler.load_state_dict(state.scheduler)
+        generator.set_state(torch.tensor(state.mask_rng, dtype=torch.uint8))
+    size = config.batch_size * world
 
-    def epoch(k: int) -> Iterator[list[str]]:
+    def epoch(k: int) -> list[list[str]]:
         order = list(texts)
         random.Random(seed * 1000 + k).shuffle(order)
-        for start in range(0, len(order) - config.batch_size + 1, config.batch_size):
-            yield order[start : start + config.batch_size]
+        return [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
 
-    batches = _cycle_batches(epoch)
+    batches = _plan(epoch, state)
     losses: list[float] = []
     model.train()
-    bar = tqdm(range(config.steps), desc="mntp", disable=not accelerator.is_local_main_process)
-    for step in bar:
+    bar = tqdm(
+        total=config.steps, initial=state.step, desc="mntp", disable=not accelerator.is_local_main_process
+    )
+    while state.step < config.steps:
         t0 = time.perf_counter()
-        batch, labels = mask_batch(
-            encoder.tokenize(next(batches)), config.mask_prob, mask_id, vocab, generator
-        )
+        mine = rank_slice(next(batches), rank, world)
+        batch, labels = mask_batch(encoder.tokenize(mine), config.mask_prob, mask_id, vocab, generator)
         hidden = model(batch, pool=False)  # (B, T, D) token states
         terms = loss_fn(hidden, labels)
-        loss = sum(terms.values())
-        accelerator.backward(loss)
-        if config.grad_clip:
-            accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))
-        bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if step % log_every == 0 or step == config.steps - 1:
-            metrics.write(
-                {
-                    "stage": "mntp",
-                    "step": step,
-                    "loss": losses[-1],
-                    "lr": scheduler.get_last_lr()[0],
-                    "sec": round(time.perf_counter() - t0, 3),
-                }
+        accelerator.backward(sum(terms.values()))
+        optimizer_step(accelerator, model, optimizer, scheduler, config.grad_clip)
+        state.step += 1
+        loss = float(accelerator.reduce(sum(terms.values()).detach(), "mean"))
+        losses.append(loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
+        if (state.step - 1) % run.log_every == 0 or state.step == config.steps:
+            run.metrics.write(
+                "mntp",
+                state.step,
+                global_batch=size,
+                loss=loss,
+                lr=scheduler.get_last_lr()[0],
+                sec=round(time.perf_counter() - t0, 3),
             )
+        if run.after_step(state, scheduler, generator):
+            break
+    bar.close()
+    accelerator.free_memory()  # the next stage prepares its own model wrapper and optimizer
     return losses
 
 
@@ -339,9 +391,12 @@ def contrastive_step(
     config: ContrastiveConfig,
     accelerator: Any,
 ) -> dict[str, torch.Tensor]:
-    """Forward and backward of one contrastive batch (optimizer step left to the caller).
+    """Forward and backward of this process's share of a contrastive batch (the step is the caller's).
 
-    Positives, hard negatives and false-negative keys are gathered from every process.
+    Positives, hard negatives and (for the symmetric term) anchors are gathered from every process with
+    their gradients flowing back to the process that embedded them; false-negative keys are gathered
+    too, so masking covers the global batch. The loss is this process's mean over its anchors; with DDP's
+    gradient averaging the update is that of the mean loss over the global batch.
     """
     anchors = [ex.anchor for ex in batch]
     positives = [ex.positive for ex in batch]
@@ -350,29 +405,31 @@ def contrastive_step(
     if not config.mask_same_labels:
         keys[:, 2] = -1
     keys = keys.to(accelerator.device)
-    all_keys = accelerator.gather(keys) if accelerator.num_processes > 1 else keys  # (world * B, 3)
+    all_keys = gather_rows(keys)  # (world * B, 3)
 
     def embed(texts: Sequence[str]) -> torch.Tensor:
         return model(encoder.tokenize(list(texts)))
 
     def loss_from(reps: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         a, p = reps[0], reps[1]
-        n = reps[2] if len(reps) > 2 else None
-        p_all, offset = gather_with_grad(p, accelerator)
-        if n is not None and accelerator.num_processes > 1:
-            n = accelerator.pad_across_processes(n, dim=0)
-            count = accelerator.gather(torch.tensor([len(negatives)], device=n.device))
-            n_all, _ = gather_with_grad(n, accelerator)
-            width = n.shape[0]
-            n = torch.cat([n_all[r * width : r * width + int(c)] for r, c in enumerate(count)])
+        p_all, offset = gather_with_grad(p)  # (world * B, D)
+        n_all = gather_varlen_with_grad(reps[2])[0] if len(reps) > 2 else None  # (sum of M, D)
+        a_all = gather_with_grad(a)[0] if config.symmetric else None
         fn_mask = false_negative_mask(keys, all_keys, offset)
-        return loss_fn(a, p_all, n, fn_mask=fn_mask, offset=offset)
+        return loss_fn(a, p_all, n_all, fn_mask=fn_mask, offset=offset, all_anchors=a_all)
 
-    groups = [anchors, positives] + ([negatives] if negatives else [])
+    # Every process must gather the same groups: with several, one without negatives sends an empty block.
+    with_negatives = bool(negatives) if accelerator.num_processes == 1 else config.hard_negatives > 0
+    groups = [anchors, positives] + ([negatives] if with_negatives else [])
     if config.chunk_size:
-        sync = accelerator.no_sync(model) if accelerator.num_processes > 1 else nullcontext()
-        with sync:
-            return grad_cache_backward(embed, groups, loss_from, config.chunk_size)
+        return grad_cache_backward(
+            embed,
+            groups,
+            loss_from,
+            config.chunk_size,
+            backward=accelerator.backward,
+            no_sync=lambda: accelerator.no_sync(model),
+        )
     flat = [t for g in groups for t in g]
     reps = list(
         torch.split(_embed_bucketed(model, encoder, flat, config.length_buckets), [len(g) for g in groups])
@@ -394,78 +451,98 @@ def _embed_bucketed(model: Any, encoder: TextEncoder, texts: Sequence[str], buck
     return feats[inverse.to(feats.device)]
 
 
+def contrastive_epoch(
+    studies: Sequence[Study],
+    pool: VariantPool,
+    config: ContrastiveConfig,
+    seed: int,
+    k: int,
+    world: int = 1,
+) -> list[list[ContrastiveExample]]:
+    """The global batches (``batch_size x world`` examples, duplicate-free) of epoch ``k``."""
+    rng = random.Random(seed * 1000 + k)
+    examples = build_examples(
+        studies,
+        pool.equivalents,
+        pool.errors,
+        pool.label_keys,
+        config.pairs_per_study,
+        config.hard_negatives,
+        config.findings_impression,
+        rng,
+        relayout_reports=config.relayout,
+        reword_negatives=config.reword_negatives,
+    )
+    return list(batches_without_duplicates(examples, config.batch_size * world, rng))
+
+
 def run_contrastive(
     encoder: TextEncoder,
     studies: Sequence[Study],
     pool: VariantPool,
     config: ContrastiveConfig,
     seed: int,
-    accelerator: Any,
-    metrics: _MetricLog,
-    log_every: int = 5,
+    run: _Run,
     monitor: Callable[[int], None] | None = None,
 ) -> list[float]:
     """Supervised contrastive training on variant pairs; returns the loss per step.
 
-    ``monitor(step)`` is called after the steps it should look at (see :func:`_bench_monitor`).
+    Each process takes its slice of one duplicate-free global batch. ``monitor(step)`` is called after
+    every step with the number of steps done (see :func:`_bench_monitor`).
     """
+    accelerator = run.accelerator
     loss_fn = InfoNCELoss(scale=config.scale, symmetric=config.symmetric)
-    optimizer = _optimizer(encoder, config.lr, config.weight_decay)
-    scheduler = _scheduler(optimizer, config.warmup_steps, config.steps)
+    optimizer, scheduler = _stage_optimizer(
+        encoder, config.lr, config.weight_decay, config.warmup_steps, config.steps
+    )
     model, optimizer = accelerator.prepare(encoder, optimizer)
-    # Each process draws different batches from the same epoch.
+    state = StageState("contrastive")
+    resumed = run.resume_for("contrastive")
+    if resumed is not None:
+        state = StageState(**resumed)
+        scheduler.load_state_dict(state.scheduler)
     rank, world = accelerator.process_index, accelerator.num_processes
-
-    def epoch(k: int) -> Iterator[list[ContrastiveExample]]:
-        rng = random.Random(seed * 1000 + k)
-        examples = build_examples(
-            studies,
-            pool.equivalents,
-            pool.errors,
-            pool.label_keys,
-            config.pairs_per_study,
-            config.hard_negatives,
-            config.findings_impression,
-            rng,
-            relayout_reports=config.relayout,
-            reword_negatives=config.reword_negatives,
-        )
-        for i, batch in enumerate(batches_without_duplicates(examples, config.batch_size, rng)):
-            if i % world == rank:
-                yield batch
-
-    batches = _cycle_batches(epoch)
+    batches = _plan(lambda k: contrastive_epoch(studies, pool, config, seed, k, world), state)
     losses: list[float] = []
     model.train()
-    bar = tqdm(range(config.steps), desc="contrastive", disable=not accelerator.is_local_main_process)
-    for step in bar:
+    bar = tqdm(
+        total=config.steps,
+        initial=state.step,
+        desc="contrastive",
+        disable=not accelerator.is_local_main_process,
+    )
+    while state.step < config.steps:
         t0 = time.perf_counter()
-        terms = contrastive_step(model, encoder, next(batches), loss_fn, config, accelerator)
-        if config.grad_clip:
-            accelerator.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+        batch = rank_slice(next(batches), rank, world)
+        terms = contrastive_step(model, encoder, batch, loss_fn, config, accelerator)
+        optimizer_step(accelerator, model, optimizer, scheduler, config.grad_clip)
+        state.step += 1
+        terms = {k: accelerator.reduce(v, "mean") for k, v in terms.items()}  # global-batch means
         losses.append(float(sum(terms.values())))
+        terms = {k: float(v) for k, v in terms.items()}
+        bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if step % log_every == 0 or step == config.steps - 1:
-            record = {
-                "stage": "contrastive",
-                "step": step,
-                "loss": losses[-1],
-                "lr": scheduler.get_last_lr()[0],
-            }
-            record.update({k: float(v) for k, v in terms.items()})
-            record["sec"] = round(time.perf_counter() - t0, 3)
-            metrics.write(record)
+        if (state.step - 1) % run.log_every == 0 or state.step == config.steps:
+            run.metrics.write(
+                "contrastive",
+                state.step,
+                global_batch=config.batch_size * world,
+                loss=losses[-1],
+                lr=scheduler.get_last_lr()[0],
+                **terms,
+                sec=round(time.perf_counter() - t0, 3),
+            )
         if monitor is not None:
-            monitor(step)
+            monitor(state.step)
+        if run.after_step(state, scheduler):
+            break
+    bar.close()
     return losses
 
 
 def _bench_monitor(
-    encoder: TextEncoder, config: TextTrainConfig, metrics: _MetricLog, accelerator: Any
-) -> Callable[[int], None] | None:
+    encoder: TextEncoder, config: TextTrainConfig, metrics: MetricsLog, accelerator: Any
+) -> Callable[..., None] | None:
     """Score the encoder on ``config.eval_bench`` every ``config.eval_every`` steps and after the last.
 
     The bench is only embedded, never trained on; its scores go to ``metrics.jsonl`` as
@@ -477,18 +554,16 @@ def _bench_monitor(
     from lexray.text.bench import evaluate_bench, load_bench
 
     items = load_bench(config.eval_bench)
-    last = config.contrastive.steps - 1
+    last = config.contrastive.steps
 
     def monitor(step: int, **extra: Any) -> None:
-        if (step + 1) % config.eval_every and step != last and not extra:
+        if step % config.eval_every and step != last and not extra:
             return
         scores = evaluate_bench(lambda texts: encoder.encode(texts, batch_size=32), items)
-        metrics.write(
-            {"stage": "bench", "step": step, **extra, **{k: round(v, 4) for k, v in scores.items()}}
-        )
+        metrics.write("bench", step, **extra, **{k: round(v, 4) for k, v in scores.items()})
         log.info(
             "bench at step %d: %s",
-            step + 1,
+            step,
             " ".join(f"{k}={v:.2f}" for k, v in scores.items() if k.endswith("R@1") or "errdisc" in k),
         )
 
@@ -499,16 +574,23 @@ def _bench_monitor(
 # the run
 
 
-def train(config: TextTrainConfig, accelerator: Any | None = None) -> Path:
+def train(config: TextTrainConfig, accelerator: Any | None = None, stop_at_step: int | None = None) -> Path:
     """Run the configured stages and save the encoder into ``config.output_dir``.
 
     Writes ``config.yaml`` (the resolved run config), ``metrics.jsonl``, ``variants/`` (cached
-    variants) and the encoder files (loadable with :meth:`TextEncoder.from_pretrained`).
+    variants), ``checkpoints/`` (every ``save_every`` steps) and the encoder files (loadable with
+    :meth:`TextEncoder.from_pretrained`). With ``resume`` a run continues from its latest checkpoint and
+    ends with the same weights as an uninterrupted one.
+
+    Args:
+        config: the run.
+        accelerator: an ``accelerate.Accelerator`` to use (default: one made for ``config``).
+        stop_at_step: stop with a checkpoint after this many optimizer steps (MNTP steps first, then
+            contrastive), as an interruption would; None runs to the end.
     """
-    from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    accelerator = accelerator or Accelerator(mixed_precision=config.mixed_precision)
+    accelerator = accelerator or make_accelerator(config.mixed_precision, broadcast_buffers=False)
     out = Path(config.output_dir)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -522,28 +604,39 @@ def train(config: TextTrainConfig, accelerator: Any | None = None) -> Path:
         raise ValueError(f"data.fabricated_studies={config.data.fabricated_studies}: a share in [0, 1]")
     if accelerator.is_main_process:
         save_config(config, out)
-    metrics = _MetricLog(out / METRICS_FILE, accelerator.is_main_process)
+    metrics = MetricsLog(out, accelerator.is_main_process, accelerator.num_processes, config.mixed_precision)
+    ckpt = latest_checkpoint(out) if config.resume else None
+    run = _Run(
+        accelerator,
+        metrics,
+        out,
+        config.log_every,
+        config.save_every,
+        config.keep_checkpoints,
+        stop_at_step,
+        (ckpt, json.loads((ckpt / TRAINER_STATE).read_text())) if ckpt else None,
+    )
     studies = load_train_studies(config.data)
     encoder = TextEncoder.from_config(
         dataclasses.replace(config.encoder, lora=dataclasses.replace(config.encoder.lora, enabled=False))
     )
     encoder.freeze_backbone()
     started = time.perf_counter()
+    # A checkpoint of the contrastive stage holds the MNTP-merged backbone: MNTP is not rerun.
+    mntp_done = run.resume is not None and run.resume[1]["stage"] == "contrastive"
     if config.mntp.enabled:
-        _make_trainable(encoder, config.mntp.lora)
-        losses = run_mntp(
-            encoder,
-            [s.report_text for s in studies],
-            config.mntp,
-            config.seed,
-            accelerator,
-            metrics,
-            config.log_every,
-        )
-        log.info("MNTP: loss %.3f -> %.3f over %d steps", _mean(losses[:5]), _mean(losses[-5:]), len(losses))
-        # LLM2Vec: fold the MNTP adapters in, then train fresh adapters contrastively.
-        encoder.merge_lora()
-        encoder.freeze_backbone()
+        if not mntp_done:
+            _make_trainable(encoder, config.mntp.lora)
+            losses = run_mntp(encoder, [s.report_text for s in studies], config.mntp, config.seed, run)
+            log.info(
+                "MNTP: loss %.3f -> %.3f over %d steps", _mean(losses[:5]), _mean(losses[-5:]), len(losses)
+            )
+            if stop_at_step is not None and stop_at_step <= config.mntp.steps:
+                return out
+            # LLM2Vec: fold the MNTP adapters in, then train fresh adapters contrastively.
+            encoder.merge_lora()
+            encoder.freeze_backbone()
+        run.step_offset = config.mntp.steps
     if config.contrastive.enabled:
         pool = prepare_variants(studies, config.data, config.seed, out / VARIANTS_SUBDIR)
         train_studies = list(studies)
@@ -567,28 +660,26 @@ def train(config: TextTrainConfig, accelerator: Any | None = None) -> Path:
         _make_trainable(encoder, config.contrastive.lora)
         monitor = _bench_monitor(encoder, config, metrics, accelerator)
         losses = run_contrastive(
-            encoder,
-            train_studies,
-            pool,
-            config.contrastive,
-            config.seed,
-            accelerator,
-            metrics,
-            config.log_every,
-            monitor=monitor,
+            encoder, train_studies, pool, config.contrastive, config.seed, run, monitor=monitor
         )
         log.info(
             "contrastive: loss %.3f -> %.3f over %d steps", _mean(losses[:5]), _mean(losses[-5:]), len(losses)
         )
+        if stop_at_step is not None and stop_at_step < run.step_offset + config.contrastive.steps:
+            return out
         if wi != 1.0:
             encoder.scale_lora(wi)
             log.info("kept %.2f of the contrastive LoRA update (WiSE-FT)", wi)
             if monitor is not None:
-                monitor(config.contrastive.steps - 1, weight_interpolation=wi)
+                monitor(config.contrastive.steps, weight_interpolation=wi)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         encoder.save_pretrained(out, merge=True if config.save == "merged" else None)
-        metrics.write({"stage": "done", "train_seconds": round(time.perf_counter() - started, 1)})
+        metrics.write(
+            "done",
+            run.step_offset + config.contrastive.steps * config.contrastive.enabled,
+            train_seconds=round(time.perf_counter() - started, 1),
+        )
     return out
 
 

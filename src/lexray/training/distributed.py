@@ -1,0 +1,162 @@
+"""Processes: the Accelerator, gathering with gradients, rank shards of batches and of embedding work.
+
+Every collective here is a no-op on one process, so the single-process numerics are exactly those of
+plain PyTorch. Launch several processes with ``accelerate launch --num_processes N`` (or ``torchrun``);
+on a machine without a GPU they talk over gloo on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+
+T = TypeVar("T")
+
+
+def _world() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def make_accelerator(
+    mixed_precision: str = "no",
+    project_dir: str | None = None,
+    broadcast_buffers: bool = True,
+    gradient_accumulation_steps: int = 1,
+) -> Any:
+    """The run's ``accelerate.Accelerator``, on gloo/CPU when launched as several processes without a GPU.
+
+    Args:
+        mixed_precision: "no", "bf16" or "fp16" (fp16 adds a loss scaler on GPUs; on a CPU Accelerate
+            runs fp16 as fp32 without one).
+        project_dir: where ``save_state`` puts checkpoints.
+        broadcast_buffers: DDP re-broadcasts module buffers from rank 0 at every forward. A step that runs
+            several forwards (GradCache, length buckets) whose count may differ per process needs False;
+            the text stage's buffers are constants (rotary frequencies), so nothing is lost.
+        gradient_accumulation_steps: micro-batches per update (``accelerator.backward`` divides by it).
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or "LOCAL_RANK" in os.environ
+    # Accelerate only picks the CPU/gloo backend when told to (``accelerate launch --cpu`` sets it).
+    cpu = launched and not torch.cuda.is_available()
+    return Accelerator(
+        mixed_precision=mixed_precision,
+        project_dir=project_dir,
+        cpu=cpu,
+        gradient_accumulation_steps=gradient_accumulation_steps,
+        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=broadcast_buffers)],
+    )
+
+
+def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Rows (B, ...) of every process -> (world * B, ...), and this process's row offset.
+
+    Gradients flow back to their owners: the backward pass sums, over processes, the gradient each
+    process's loss puts on a row and hands it to the process that computed the row (open_clip's
+    ``gather_with_grad``). With DDP's gradient averaging this gives exactly the gradient of the mean loss
+    over the global batch. Needs the same B on every process (see :func:`gather_varlen_with_grad`).
+    """
+    world = _world()
+    if world == 1:
+        return x, 0
+    from torch.distributed.nn.functional import all_gather
+
+    with warnings.catch_warnings():
+        # torch marks it deprecated in favour of a private module; it is the public differentiable gather.
+        warnings.simplefilter("ignore", FutureWarning)
+        parts = all_gather(x)
+    return torch.cat(parts, dim=0), dist.get_rank() * x.shape[0]
+
+
+def gather_varlen_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Like :func:`gather_with_grad` for a row count that may differ per process (e.g. hard negatives).
+
+    Rows are padded to the largest count, gathered, and the padding cut out again, in rank order.
+    """
+    world = _world()
+    if world == 1:
+        return x, 0
+    count = torch.tensor([x.shape[0]], device=x.device)
+    counts = [torch.zeros_like(count) for _ in range(world)]
+    dist.all_gather(counts, count)
+    sizes = [int(c) for c in counts]
+    width = max(sizes)
+    pad = x.new_zeros((width - x.shape[0], *x.shape[1:]))
+    everything, _ = gather_with_grad(torch.cat([x, pad]))  # (world * width, ...)
+    rows = [everything[r * width : r * width + n] for r, n in enumerate(sizes)]
+    return torch.cat(rows), sum(sizes[: dist.get_rank()])
+
+
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """Rows of every process in rank order, without gradient (keys, labels, counts)."""
+    if _world() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(_world())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def rank_slice(batch: Sequence[T], rank: int, world: int) -> list[T]:
+    """This process's contiguous share of a global batch (len divisible by ``world``).
+
+    A sampler draws one duplicate-free global batch and every process takes its slice, so no report
+    appears twice across processes, and process r's rows sit at offset ``r * len(batch) // world`` of
+    the gathered batch, in the same order a one-process run of the global batch sees them.
+    """
+    if len(batch) % world:
+        raise ValueError(f"a global batch of {len(batch)} does not split into {world} equal shares")
+    size = len(batch) // world
+    return list(batch[rank * size : (rank + 1) * size])
+
+
+def sharded_map(
+    fn: Callable[[Sequence[T]], torch.Tensor],
+    items: Sequence[T],
+    batch_size: int,
+    rank: int | None = None,
+    world: int | None = None,
+) -> torch.Tensor:
+    """``fn`` over ``items`` in batches, split across processes, returned whole and in order on every one.
+
+    Process r embeds items r, r + world, r + 2 world, ... (rank-strided, so long and short texts spread
+    evenly); the rows are gathered and put back in item order. Every process must call it with the same
+    items. On one process it is ``torch.cat([fn(batch) for batch in batches])``.
+
+    Args:
+        fn: a batch of items -> (len(batch), D) tensor.
+        items: everything to embed.
+        batch_size: items per call of ``fn``.
+        rank: this process (default: the process group's rank).
+        world: number of processes (default: the process group's size).
+    """
+    if not items:
+        raise ValueError("sharded_map: nothing to embed")
+    world = world if world is not None else _world()
+    rank = rank if rank is not None else (dist.get_rank() if world > 1 else 0)
+    mine = list(items[rank::world])
+    parts = [fn(mine[i : i + batch_size]) for i in range(0, len(mine), batch_size)]
+    local = torch.cat(parts) if parts else None
+    if world == 1 and local is not None:
+        return local
+    # Processes with no item still need the row width and dtype to join the gather.
+    meta = [None] * world
+    dist.all_gather_object(meta, None if local is None else (tuple(local.shape[1:]), local.dtype))
+    shape, dtype = next(m for m in meta if m is not None)
+    width = -(-len(items) // world)  # rows of the fullest shard
+    device = local.device if local is not None else torch.device("cpu")
+    padded = torch.zeros((width, *shape), dtype=dtype, device=device)
+    if local is not None:
+        padded[: local.shape[0]] = local
+    shards = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(shards, padded)
+    out = torch.empty((len(items), *shape), dtype=dtype, device=device)
+    for r, shard in enumerate(shards):
+        n = len(range(r, len(items), world))
+        out[r::world] = shard[:n]
+    return out
