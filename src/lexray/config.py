@@ -142,7 +142,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r} has an empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # not YAML: the text itself is the value
         value = raw
     return path, value
 
@@ -163,13 +163,45 @@ def _apply_override(cls: type, data: dict[str, Any], path: list[str], value: Any
     )
     if sub_cls is None:
         raise ConfigError(f"{full}: {head} is a {_type_name(sub_tp)}, not a section with keys")
+    if get_origin(sub_tp) in (tuple, list):
+        _apply_to_entries(sub_cls, data, head, rest, value, full)
+        return
     sub = data.get(head)
     if sub is None:
         sub = {}
     elif dataclasses.is_dataclass(sub):
         sub = to_dict(sub)
+    elif not isinstance(sub, Mapping):
+        raise ConfigError(f"{full}: {head} must be a mapping of {sub_cls.__name__} fields, got {sub!r}")
     data[head] = dict(sub)
     _apply_override(sub_cls, data[head], rest, value, full)
+
+
+def _apply_to_entries(
+    cls: type, data: dict[str, Any], head: str, rest: list[str], value: Any, full: str
+) -> None:
+    """``head.N.key=v`` sets entry N of a list of sections; ``head.key=v`` sets every entry."""
+    entries = data.get(head) or []
+    if isinstance(entries, Mapping) or isinstance(entries, str) or not isinstance(entries, Sequence):
+        raise ConfigError(f"{full}: {head} must be a list of {cls.__name__} entries, got {entries!r}")
+    entries = [to_dict(e) if dataclasses.is_dataclass(e) else e for e in entries]
+    if rest[0].isdigit():
+        index, rest = int(rest[0]), rest[1:]
+        if index >= len(entries):
+            raise ConfigError(f"{full}: {head} has {len(entries)} entries (numbered from 0)")
+        chosen = [index]
+    else:
+        chosen = list(range(len(entries)))
+    if not chosen:
+        raise ConfigError(f"{full}: {head} has no entry to set; add one first (e.g. {head}=PATH)")
+    if not rest:
+        raise ConfigError(f"{full}: name a key of the {cls.__name__} entry, e.g. {head}.0.path=...")
+    for i in chosen:
+        if not isinstance(entries[i], Mapping):
+            raise ConfigError(f"{full}: {head}[{i}] must be a mapping of {cls.__name__} fields")
+        entries[i] = dict(entries[i])
+        _apply_override(cls, entries[i], rest, value, full)
+    data[head] = entries
 
 
 def load_config(
@@ -183,18 +215,22 @@ def load_config(
     Args:
         cls: the frozen dataclass of the component or run.
         path: a YAML recipe; its top-level keys are ``cls``'s fields.
-        overrides: ``key.path=value`` strings applied after the file (values parsed as YAML).
+        overrides: ``key.path=value`` strings applied after the file (values parsed as YAML); for a
+            list of sections, ``key.N.field=v`` sets entry N and ``key.field=v`` every entry.
         base: values applied before the file (e.g. programmatic defaults).
 
     Raises:
-        ConfigError: an unknown key (naming the allowed ones) or a value of the wrong type.
+        ConfigError: the file is absent or not YAML, an unknown key (naming the allowed ones), or a
+            value of the wrong type.
     """
     data: dict[str, Any] = dict(base or {})
     if path is not None:
         p = Path(path)
+        if p.is_dir():
+            raise ConfigError(f"config file {p} is a folder: give a YAML file")
         if not p.is_file():
             raise ConfigError(f"config file {p} does not exist")
-        loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        loaded = _read_yaml(p)
         if not isinstance(loaded, Mapping):
             raise ConfigError(f"{p}: the top level must be a mapping of {cls.__name__} fields")
         data = _deep_merge(data, loaded)
@@ -202,6 +238,24 @@ def load_config(
         keys, value = parse_override(text)
         _apply_override(cls, data, keys, value, ".".join(keys))
     return _build(cls, data)
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}); save the recipe as UTF-8") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the config ({exc.strerror})") from exc
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where} ({problem}); fix the recipe") from exc
+    except RecursionError as exc:
+        raise ConfigError(f"{path}: nested too deeply to be a recipe") from exc
 
 
 def _deep_merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:

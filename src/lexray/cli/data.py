@@ -9,11 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lexray.config import ConfigError, load_config, save_config
+from lexray.config import load_config, save_config
 from lexray.data.download import OPENI_ARTIFACTS, DownloadError, download, extract_tar
-from lexray.data.manifest import ManifestError
-from lexray.data.prepare import SOURCE_KINDS, PrepareConfig, prepare
+from lexray.data.prepare import SOURCE_KINDS, PrepareConfig, config_path, prepare
 from lexray.data.stats import manifest_stats
+from lexray.errors import LexrayError
 
 app = typer.Typer(help="Datasets -> study manifest (download, prepare, stats).", no_args_is_help=True)
 console = Console()
@@ -82,14 +82,16 @@ def prepare_cmd(
             base[key] = {"path": path}
     try:
         cfg = load_config(PrepareConfig, config, overrides or [], base=base)
-        summary = prepare(cfg, out)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+        summary = prepare(cfg, out, protect=[config] if config is not None else [])
+    except LexrayError as exc:
         raise _fail(str(exc)) from exc
-    save_config(cfg, summary.manifest.parent, filename=f"{summary.manifest.stem}.config.yaml")
-    table = Table("source", "studies", "rejected", title=str(summary.manifest))
-    for src in sorted(set(summary.studies) | {s for s, _ in summary.rejected}):
+    save_config(cfg, summary.manifest.parent, filename=config_path(summary.manifest).name)
+    # Rows read are counted for tabular exports; every one is a study's row or a reject.
+    table = Table("source", "rows read", "studies", "rejected", title=str(summary.manifest))
+    for src in sorted(set(summary.studies) | {s for s, _ in summary.rejected} | set(summary.rows_read)):
         rejected = sum(n for (s, _), n in summary.rejected.items() if s == src)
-        table.add_row(src, str(summary.studies.get(src, 0)), str(rejected))
+        rows = summary.rows_read.get(src, 0)
+        table.add_row(src, str(rows) if rows else "-", str(summary.studies.get(src, 0)), str(rejected))
     console.print(table)
     if summary.rejected:
         typer.echo(f"rejects: {summary.rejects}")
@@ -103,7 +105,7 @@ def stats_cmd(
     """Counts per split and source, section availability, report lengths, images and rejected records."""
     try:
         stats = manifest_stats(manifest)
-    except ManifestError as exc:
+    except LexrayError as exc:
         raise _fail(str(exc)) from exc
     if as_json:
         typer.echo(json.dumps(stats, indent=2))

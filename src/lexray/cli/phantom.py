@@ -16,24 +16,28 @@ def phantom(
     """Render one SYNTHETIC frontal phantom per study from its labelled findings.
 
     The output manifest lists the same studies with the phantom as their only image (paths relative to
-    the manifest's folder) and extra fields synthetic=true and phantom_findings (the drawn ground truth).
+    the manifest's folder, in a folder per run) and extra fields synthetic=true and phantom_findings (the
+    drawn ground truth). Rerunning over an earlier output replaces it atomically; an interrupted run
+    leaves the earlier one intact and resumes when started again.
     """
-    from lexray.config import ConfigError, load_config, save_config
-    from lexray.data.manifest import ManifestError, read_manifest, write_manifest
-    from lexray.data.phantom import PhantomConfig, render_studies
-    from lexray.data.study import Reject
+    from lexray.config import load_config, save_config
+    from lexray.data.manifest import ManifestError, read_manifest
+    from lexray.data.phantom import PhantomConfig, write_phantom_run
+    from lexray.errors import LexrayError
 
     try:
         cfg = load_config(PhantomConfig, config, overrides or [])
+        if out.resolve() == manifest.resolve():
+            raise ManifestError(f"--out {out} is the input manifest; write the phantom manifest elsewhere")
+        if out.is_dir():
+            raise LexrayError(
+                f"--out {out} is a folder: give the manifest file, e.g. {out / 'manifest.parquet'}"
+            )
         studies = read_manifest(manifest)
-    except (ConfigError, ManifestError) as exc:
+    except LexrayError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
-    result = render_studies(studies, out.parent, cfg)
-    rejects = [
-        Reject(source="phantom", record=sid, reason="empty_report", detail=why) for sid, why in result.skipped
-    ]
-    write_manifest(result.studies, out, rejects=rejects)
+    result = write_phantom_run(studies, out, cfg)
     save_config(cfg, out.parent, filename=f"{out.stem}.phantom.yaml")
     normal = sum(f.normal for f in result.findings.values())
     typer.echo(

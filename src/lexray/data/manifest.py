@@ -132,7 +132,8 @@ def write_table(table: pa.Table, path: str | Path, rejects: list[Reject] | None 
     )
     tmp = _atomic_target(path)
     try:
-        pq.write_table(table, tmp, compression="zstd")
+        # Page checksums let a reader tell a damaged page from data (a flipped byte in a report).
+        pq.write_table(table, tmp, compression="zstd", write_page_checksum=True)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -183,33 +184,91 @@ def read_rejects(path: str | Path) -> list[Reject]:
         p = rejects_path(p)
     if not p.is_file():
         return []
-    with p.open(encoding="utf-8") as f:
-        return [Reject(**json.loads(line)) for line in f if line.strip()]
+    out = []
+    fields = {"source", "record", "reason", "detail"}
+    with p.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
+                continue
+            try:
+                item = json.loads(raw.decode("utf-8"))
+            except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError too
+                raise ManifestError(
+                    f"{p}:line {number} is not a reject record ({type(exc).__name__}); "
+                    "rebuild the manifest with `lexray data prepare`, which rewrites it"
+                ) from exc
+            if not (
+                isinstance(item, dict)
+                and set(item) <= fields
+                and all(isinstance(v, str) for v in item.values())
+                and {"source", "record", "reason"} <= set(item)
+            ):
+                raise ManifestError(
+                    f"{p}:line {number} is not a reject record (source, record, reason, detail); "
+                    "rebuild the manifest with `lexray data prepare`, which rewrites it"
+                )
+            out.append(Reject(**item))
+    return out
+
+
+def is_manifest(path: str | Path) -> bool:
+    """True when ``path`` is a Parquet file carrying lexray's manifest schema version."""
+    try:
+        return _META_VERSION in (pq.read_schema(path).metadata or {})
+    except (pa.ArrowException, OSError):
+        return False
 
 
 def read_table(path: str | Path, columns: list[str] | None = None) -> pa.Table:
     """The manifest as an Arrow table (for vectorised work such as statistics), after checking its schema.
 
+    Every column is read and its page checksums verified, also when only some are returned, so damage
+    anywhere in the file is reported rather than passed on.
+
     Raises:
-        ManifestError: the file is absent, not a lexray manifest, or from a newer schema version.
+        ManifestError: the file is absent, not a lexray manifest, from a newer schema version, lacks a
+            column of the schema, or is damaged (a page that fails to decode or its checksum).
     """
     path = Path(path)
+    if path.is_dir():
+        raise ManifestError(f"manifest {path} is a folder: give the .parquet file")
     if not path.is_file():
         raise ManifestError(f"manifest {path} does not exist: build one with `lexray data prepare`")
+    rebuild = "rebuild it with `lexray data prepare`"
     try:
-        meta = pq.read_schema(path).metadata or {}
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise ManifestError(
-            f"{path} is not a Parquet file ({exc}); rebuild it with `lexray data prepare`"
-        ) from exc
+        schema = pq.read_schema(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ManifestError(f"{path} is not a Parquet file ({_brief(exc)}); {rebuild}") from exc
+    meta = schema.metadata or {}
     if _META_VERSION not in meta:
         raise ManifestError(f"{path} has no lexray schema version: it was not written by write_manifest")
-    version = int(meta[_META_VERSION])
+    try:
+        version = int(meta[_META_VERSION])
+    except ValueError as exc:
+        raise ManifestError(f"{path}: unreadable schema version {meta[_META_VERSION]!r}; {rebuild}") from exc
     if version > SCHEMA_VERSION:
         raise ManifestError(
             f"{path} uses manifest schema {version}, newer than this lexray's {SCHEMA_VERSION}: upgrade lexray"
         )
-    return pq.read_table(path, columns=columns)
+    missing = [n for n in SCHEMA.names if n not in schema.names]
+    if missing:
+        raise ManifestError(f"{path} lacks the manifest column(s) {missing}; {rebuild}")
+    try:
+        table = pq.read_table(path, page_checksum_verification=True)
+        table.validate(full=True)
+    except (pa.ArrowException, OSError) as exc:
+        raise ManifestError(f"{path} is damaged ({_brief(exc)}); {rebuild}") from exc
+    if table.schema.remove_metadata() != SCHEMA:
+        try:
+            table = table.select(SCHEMA.names).cast(SCHEMA)
+        except (pa.ArrowException, ValueError) as exc:
+            raise ManifestError(f"{path}: a column has the wrong type ({_brief(exc)}); {rebuild}") from exc
+    return table.select(columns) if columns is not None else table
+
+
+def _brief(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def iter_table(table: pa.Table) -> Iterator[Study]:

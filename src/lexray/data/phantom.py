@@ -21,6 +21,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
+import shutil
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -610,7 +612,7 @@ def render_studies(
     Each returned record has ``images = (Image("<image_dir>/<study>.png", view="PA"),)`` (relative to
     ``out_dir``, where the caller writes the manifest), and ``extra`` gains ``synthetic="true"`` and
     ``phantom_findings`` (the :meth:`PhantomFindings.key`). Studies without report text are skipped
-    and counted.
+    and counted. To replace an earlier run safely, use :func:`write_phantom_run`.
 
     Args:
         studies: the reports to depict.
@@ -620,30 +622,118 @@ def render_studies(
             :func:`lexray.findings.get_labeler`.
         progress: show a progress bar.
     """
-    from tqdm.auto import tqdm
+    planned, skipped = _plan(studies, config, labeler)
+    result, jobs = _attach(planned, skipped, Path(out_dir), config.image_dir, config.size)
+    _render(jobs, config.workers, progress)
+    return result
 
-    out = Path(out_dir)
-    result = PhantomResult()
+
+def write_phantom_run(
+    studies: Sequence[Study],
+    out: str | Path,
+    config: PhantomConfig = PhantomConfig(),
+    labeler: Any | None = None,
+    progress: bool = True,
+) -> PhantomResult:
+    """Render phantoms and write their manifest ``out``, replacing an earlier run in one atomic step.
+
+    The PNGs go to a folder of their own, ``<image_dir>/<manifest stem>-<run id>/`` beside ``out``,
+    where the run id hashes what is drawn (study ids, findings, size). The manifest is written
+    (atomically) only after every PNG, so it is the one switch from the old run to the new: an
+    interrupted rerun leaves the old manifest and all of its images intact, and the same run started
+    again resumes, keeping the PNGs it finished (each PNG is itself written atomically). After the
+    switch, the images of earlier runs of this manifest are removed.
+
+    Returns:
+        The result, as :func:`render_studies` gives it (rejects for skipped studies are the caller's).
+    """
+    from lexray.data.manifest import is_manifest, read_manifest, write_manifest
+    from lexray.data.study import Reject
+
+    out = Path(out)
+    base = out.parent
+    planned, skipped = _plan(studies, config, labeler)
+    digest = hashlib.blake2b(digest_size=6)
+    for study, findings, name in planned:
+        digest.update(f"{study.study_id}\x00{name}\x00{findings.key()}\x00{config.size}\n".encode())
+    run_dir = f"{config.image_dir}/{out.stem}-{digest.hexdigest()}"
+    result, jobs = _attach(planned, skipped, base, run_dir, config.size)
+    old: set[Path] = set()
+    if is_manifest(out):
+        old = {base / i.path for s in read_manifest(out) for i in s.images}
+    todo = [job for job in jobs if not Path(job[3]).is_file()]  # a finished PNG of this run is kept
+    if len(todo) < len(jobs):
+        log.info("phantoms: resuming, %d of %d PNGs already rendered", len(jobs) - len(todo), len(jobs))
+    _render(todo, config.workers, progress)
+    rejects = [Reject("phantom", sid, "empty_report", why) for sid, why in result.skipped]
+    write_manifest(result.studies, out, rejects=rejects)  # the switch
+    _remove_old_runs(base / config.image_dir, out.stem, base / run_dir, old - {Path(j[3]) for j in jobs})
+    return result
+
+
+def _remove_old_runs(image_root: Path, stem: str, current: Path, old_files: set[Path]) -> None:
+    """Delete this manifest's earlier run folders, stray temporaries, and images the old run listed."""
+    pattern = re.compile(rf"{re.escape(stem)}-[0-9a-f]{{12}}")
+    if image_root.is_dir():
+        for entry in image_root.iterdir():
+            if entry.is_dir() and entry != current and pattern.fullmatch(entry.name):
+                shutil.rmtree(entry, ignore_errors=True)
+    for stray in current.glob("*.tmp.png"):
+        stray.unlink(missing_ok=True)
+    for f in old_files:  # images of a run written before run folders existed; only lexray's phantoms
+        try:
+            if f.suffix == ".png" and f.is_file() and is_synthetic_png(f):
+                f.unlink()
+        except OSError:  # not a readable PNG: not ours to delete
+            continue
+
+
+def _plan(
+    studies: Sequence[Study], config: PhantomConfig, labeler: Any | None
+) -> tuple[list[tuple[Study, PhantomFindings, str]], list[tuple[str, str]]]:
+    """(study, findings to draw, file stem) per study with report text, and the skipped ones."""
     chosen = [s for s in studies if not config.splits or s.split in config.splits]
-    todo = []
+    todo, skipped = [], []
     for s in chosen:
         if not s.report_text.strip():
-            result.skipped.append((s.study_id, "no findings or impression text to depict"))
+            skipped.append((s.study_id, "no findings or impression text to depict"))
         else:
             todo.append(s)
     labels = phantom_labels(todo, labeler)
+    planned = [
+        (study, findings_from_labels(lab), _safe_name(study.study_id))
+        for study, lab in zip(todo, labels, strict=True)
+    ]
+    return planned, skipped
+
+
+def _attach(
+    planned: list[tuple[Study, PhantomFindings, str]],
+    skipped: list[tuple[str, str]],
+    out: Path,
+    image_dir: str,
+    size: int,
+) -> tuple[PhantomResult, list[tuple[PhantomFindings, str, int, str]]]:
+    """The records with their phantom attached (paths relative to ``out``) and the render jobs."""
+    result = PhantomResult(skipped=list(skipped))
     jobs = []
-    for study, lab in zip(todo, labels, strict=True):
-        findings = findings_from_labels(lab)
-        name = _safe_name(study.study_id)
-        rel = f"{config.image_dir}/{name}.png"
-        jobs.append((findings, study.study_id, config.size, str(out / rel)))
+    for study, findings, name in planned:
+        rel = f"{image_dir}/{name}.png"
+        jobs.append((findings, study.study_id, size, str(out / rel)))
         extra = {**study.extra, "synthetic": "true", "phantom_findings": findings.key()}
         result.studies.append(
             replace(study, images=(Image(path=rel, view="PA", image_id=name),), extra=extra)
         )
         result.findings[study.study_id] = findings
-    workers = config.workers or os.cpu_count() or 1
+    if result.skipped:
+        log.warning("phantoms: skipped %d studies without report text", len(result.skipped))
+    return result, jobs
+
+
+def _render(jobs: list[tuple[PhantomFindings, str, int, str]], workers: int, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    workers = workers or os.cpu_count() or 1
     bar = tqdm(total=len(jobs), desc="phantoms", disable=not progress, unit="img")
     if workers == 1 or len(jobs) < 64:
         for job in jobs:
@@ -655,9 +745,6 @@ def render_studies(
             for _ in pool.map(_render_job, jobs, chunksize=32):
                 bar.update(1)
     bar.close()
-    if result.skipped:
-        log.warning("phantoms: skipped %d studies without report text", len(result.skipped))
-    return result
 
 
 def _render_job(job: tuple[PhantomFindings, str, int, str]) -> None:

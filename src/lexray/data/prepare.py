@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -13,8 +13,8 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from lexray.data.images import ImageError, load_radiograph
-from lexray.data.manifest import rejects_path, write_manifest
-from lexray.data.sources import SourceResult
+from lexray.data.manifest import ManifestError, is_manifest, rejects_path, write_manifest
+from lexray.data.sources import SourceError, SourceResult
 from lexray.data.sources.chexpert_plus import ChexpertPlusConfig, load_chexpert_plus_config
 from lexray.data.sources.hospital import HospitalConfig, load_hospital
 from lexray.data.sources.mimic import MimicCxrConfig, load_mimic_cxr_config
@@ -53,6 +53,7 @@ SOURCE_KINDS = {
     "chexpert-plus": "chexpert_plus",
     "hospital": "hospital",
 }
+_SOURCE_NAMES = {field: kind for kind, field in SOURCE_KINDS.items()}  # the source name studies carry
 
 
 @dataclass
@@ -63,6 +64,62 @@ class PrepareSummary:
     rejects: Path  # its rejects file
     studies: Counter = field(default_factory=Counter)  # studies per source
     rejected: Counter = field(default_factory=Counter)  # rejects per (source, reason)
+    rows_read: Counter = field(default_factory=Counter)  # records read from tabular inputs per source
+
+
+def config_path(manifest: str | Path) -> Path:
+    """Where the resolved prepare recipe of a manifest is saved: ``<stem>.config.yaml`` beside it."""
+    p = Path(manifest)
+    return p.with_name(f"{p.stem}.config.yaml")
+
+
+def _input_paths(config: PrepareConfig) -> list[Path]:
+    """Every path a configured source reads (export, archive, split file, report zip, image root)."""
+    paths = []
+    for _, sub in _configured(config):
+        for f in dataclasses.fields(sub):
+            value = getattr(sub, f.name)
+            if isinstance(value, Path):
+                paths.append(value)
+    return paths
+
+
+def check_outputs(config: PrepareConfig, out: str | Path, inputs: Sequence[str | Path] = ()) -> Path:
+    """Refuse an ``out`` that would overwrite an input or a file that is not a manifest, before any work.
+
+    Args:
+        config: the recipe; every path its sources read is protected.
+        out: the manifest to write; its rejects file and saved recipe go beside it.
+        inputs: further files to protect (e.g. the ``--config`` recipe itself).
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        ManifestError: ``out`` is a folder, lies under a file, is one of the inputs (or its rejects file
+            or saved recipe would be), or exists without being a lexray manifest.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise ManifestError(
+            f"--out {out} is a folder: give the manifest file to write, e.g. {out / 'manifest.parquet'}"
+        )
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ManifestError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
+    protected = {p.resolve(): p for p in [*_input_paths(config), *map(Path, inputs)]}
+    for target in (out, rejects_path(out), config_path(out)):
+        if target.resolve() in protected:
+            raise ManifestError(
+                f"--out {out} would overwrite the input {protected[target.resolve()]}; choose another --out"
+            )
+        if target != out and target.is_dir():
+            raise ManifestError(f"--out {out}: {target} is a folder; remove it or choose another --out")
+    if out.exists() and not is_manifest(out):
+        raise ManifestError(
+            f"--out {out} exists and is not a lexray manifest; choose another --out (or delete it)"
+        )
+    return out
 
 
 def _configured(config: PrepareConfig) -> list[tuple[str, Any]]:
@@ -89,20 +146,29 @@ def _drop_corrupt(study: Study, rejects: list[Reject]) -> Study:
     return study if len(kept) == len(study.images) else dataclasses.replace(study, images=tuple(kept))
 
 
-def prepare(config: PrepareConfig, out: str | Path) -> PrepareSummary:
+def prepare(config: PrepareConfig, out: str | Path, protect: Sequence[str | Path] = ()) -> PrepareSummary:
     """Read every configured source into one manifest at ``out`` (rejects beside it).
 
     Record-level problems are skipped and written to the rejects file; a source that cannot be read at
-    all (missing folder, wrong columns) raises, because that is a configuration error.
+    all (missing folder, wrong columns) raises, because that is a configuration error. ``out`` is
+    checked first (:func:`check_outputs`), so a bad one costs no work and never touches an input.
+
+    Args:
+        config: the sources and filters.
+        out: the manifest file to write.
+        protect: further files ``out`` must not overwrite (e.g. the recipe file).
 
     Raises:
-        ValueError: no source is configured, or a source cannot be read (the message names it).
-        FileNotFoundError: a source's files are absent.
+        SourceError: no source is configured, or a source cannot be read (the message names it).
+        SourceNotFoundError: a source's files are absent.
+        ManifestError: ``out`` is unusable (see :func:`check_outputs`).
     """
     sources = _configured(config)
     if not sources:
-        raise ValueError("no source configured: give e.g. `openi=PATH` or set openi.path in the config")
+        raise SourceError("no source configured: give e.g. `openi=PATH` or set openi.path in the config")
+    out = check_outputs(config, out, protect)
     studies, rejects = [], []
+    rows_read: Counter = Counter()
     seen: set[str] = set()
     for name, sub in sources:
         log.info("reading %s from %s", name, sub.path)
@@ -110,6 +176,7 @@ def prepare(config: PrepareConfig, out: str | Path) -> PrepareSummary:
             log.info("decode_images is on: every image of %s is decoded once", name)
         result = SOURCE_READERS[name](sub)
         rejects.extend(result.rejects)
+        rows_read[sub.name if name == "hospital" else _SOURCE_NAMES[name]] += result.rows_read
         # Decoding every image is the slow path; only then is a progress bar worth showing.
         for study in tqdm(
             result.studies,
@@ -137,7 +204,7 @@ def prepare(config: PrepareConfig, out: str | Path) -> PrepareSummary:
             seen.add(study.study_id)
             studies.append(filtered)
     path = write_manifest(studies, out, rejects)
-    summary = PrepareSummary(manifest=path, rejects=rejects_path(path))
+    summary = PrepareSummary(manifest=path, rejects=rejects_path(path), rows_read=rows_read)
     summary.studies.update(s.source for s in studies)
     summary.rejected.update((r.source, r.reason) for r in rejects)
     log.info("wrote %d studies and %d rejects to %s", len(studies), len(rejects), path)

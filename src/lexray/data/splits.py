@@ -7,6 +7,13 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from lexray.errors import LexrayError
+
+
+class SplitError(LexrayError, ValueError):
+    """A split name or split setting (fractions) is not usable."""
+
+
 SPLIT_ALIASES = {
     "train": "train",
     "training": "train",
@@ -25,11 +32,11 @@ def normalize_split(name: str) -> str:
     """Map a source's split spelling ("validate", "valid", " Test ") to "train" / "val" / "test".
 
     Raises:
-        ValueError: the name is not a known split spelling.
+        SplitError: the name is not a known split spelling (a ValueError).
     """
     key = str(name).strip().lower()
     if key not in SPLIT_ALIASES:
-        raise ValueError(f"unknown split name {name!r}; expected one of {sorted(set(SPLIT_ALIASES) - {''})}")
+        raise SplitError(f"unknown split name {name!r}; expected one of {sorted(set(SPLIT_ALIASES) - {''})}")
     return SPLIT_ALIASES[key]
 
 
@@ -48,10 +55,10 @@ def patient_splits(
     from a grown export keeps every old patient where it was. Fractions are met in expectation.
 
     Raises:
-        ValueError: fractions outside [0, 1) or summing to 1 or more.
+        SplitError: fractions outside [0, 1) or summing to 1 or more (a ValueError).
     """
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(
+        raise SplitError(
             f"val_fraction={val_fraction} and test_fraction={test_fraction} must be in [0, 1) and sum below 1"
         )
     unique = list(dict.fromkeys(patient_ids))

@@ -34,6 +34,7 @@ import logging
 import re
 import tarfile
 import xml.etree.ElementTree as ET
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from lexray.data.sections import normalize_whitespace
-from lexray.data.sources import SourceResult
-from lexray.data.splits import normalize_split, patient_splits
+from lexray.data.sources import SourceError, SourceNotFoundError, SourceResult
+from lexray.data.splits import SplitError, normalize_split, patient_splits
 from lexray.data.study import Image, Reject, Study
 
 log = logging.getLogger(__name__)
@@ -78,14 +79,14 @@ def _iter_xml(path: Path) -> Iterator[tuple[str, bytes]]:
         else:
             files = sorted((folder if folder.is_dir() else path).glob("*.xml"))
             if not files:
-                raise FileNotFoundError(
+                raise SourceNotFoundError(
                     f"{path}: no Open-i XML files (expected ecgen-radiology/N.xml or {ARCHIVE_NAME})"
                 )
             for f in files:
                 yield f.name, f.read_bytes()
             return
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: pass {ARCHIVE_NAME} or its extracted folder")
+        raise SourceNotFoundError(f"{path} does not exist: pass {ARCHIVE_NAME} or its extracted folder")
     try:
         with tarfile.open(path, "r:*") as tar:
             for member in tar:
@@ -93,8 +94,13 @@ def _iter_xml(path: Path) -> Iterator[tuple[str, bytes]]:
                     f = tar.extractfile(member)
                     if f is not None:
                         yield Path(member.name).name, f.read()
-    except tarfile.TarError as exc:
-        raise ValueError(f"{path}: not a readable tar archive ({exc}); download it again") from exc
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        # A partial download ends inside a member or the gzip stream: refuse it whole, since the
+        # reports it would still give are an arbitrary subset.
+        raise SourceError(
+            f"{path}: not a complete tar archive ({exc or type(exc).__name__}); download it again "
+            "(`lexray data download openi` resumes and verifies it)"
+        ) from exc
 
 
 def _text(el: ET.Element | None) -> str:
@@ -130,18 +136,31 @@ def _report_text(sections: dict[str, str], order: list[str]) -> str:
 
 def _load_split_file(split_file: Path) -> list[tuple[str, str, list[str]]]:
     """(split, id, image paths) entries of an R2Gen / PromptMRG annotation.json."""
+    shape = 'expected {"train": [{"id": ..., "image_path": [...]}, ...], "val": [...], "test": [...]}'
     try:
         data = json.loads(split_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"split file {split_file}: cannot read JSON ({exc})") from exc
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError
+        raise SourceError(f"split file {split_file}: cannot read JSON ({exc or type(exc).__name__})") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"split file {split_file}: expected an object with train/val/test lists")
+        raise SourceError(f"split file {split_file}: {shape}")
     entries = []
     for key, items in data.items():
         # One public copy of the R2Gen file names its test list "    "; a blank key can only be that.
-        split = "test" if not key.strip() else normalize_split(key)
-        for item in items:
-            entries.append((split, str(item.get("id", "")).strip(), list(item.get("image_path", []))))
+        try:
+            split = "test" if not key.strip() else normalize_split(key)
+        except SplitError as exc:
+            raise SourceError(f"split file {split_file}: {exc}") from exc
+        if not isinstance(items, list):
+            raise SourceError(f"split file {split_file}: {key!r} holds {type(items).__name__}; {shape}")
+        for i, item in enumerate(items):
+            paths = item.get("image_path", []) if isinstance(item, dict) else None
+            if (
+                not isinstance(item, dict)
+                or isinstance(item.get("id"), (dict, list))
+                or not isinstance(paths, list)
+            ):
+                raise SourceError(f"split file {split_file}: {key}[{i}] is not an entry; {shape}")
+            entries.append((split, str(item.get("id", "")).strip(), [str(p) for p in paths]))
     return entries
 
 
