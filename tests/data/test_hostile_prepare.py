@@ -221,3 +221,52 @@ def test_prepare_reports_rows_read(tmp_path, export):
     row = next(line for line in result.output.splitlines() if "hospital" in line)
     assert [c.strip() for c in row.strip("│ ").split("│")] == ["hospital", "3", "2", "1"]
     assert json.loads((tmp_path / "m.rejects.jsonl").read_text())["record"] == "export.csv:line 4"
+
+
+def _phantom_inputs(tmp_path: Path, text: str, name: str) -> Path:
+    studies = [Study(f"s{i}", f"p{i}", "x", "train", findings=text, impression="") for i in range(6)]
+    return write_manifest(studies, tmp_path / f"{name}.parquet", [])
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_an_interrupted_phantom_rerun_leaves_the_old_run_intact_then_replaces_it(tmp_path, monkeypatch):
+    import lexray.data.phantom as phantom
+
+    out = tmp_path / "ph" / "manifest.parquet"
+    args = ("data", "phantom", "--out", out, "--set", "size=32", "--set", "workers=1")
+    first = _run(*args, "--manifest", _phantom_inputs(tmp_path, "Lungs are clear.", "normal"))
+    assert first.exit_code == 0, first.output
+    old_manifest = out.read_bytes()
+    old_images = {i.path: (out.parent / i.path).read_bytes() for s in read_manifest(out) for i in s.images}
+
+    real_job = phantom._render_job
+    calls = []
+
+    def interrupted(job):  # two PNGs, then a half-written one, then Ctrl-C
+        calls.append(job)
+        if len(calls) > 2:
+            Path(job[3]).with_suffix(".tmp.png").write_bytes(b"\x89PNG half")
+            raise KeyboardInterrupt
+        real_job(job)
+
+    monkeypatch.setattr(phantom, "_render_job", interrupted)
+    effusion = _phantom_inputs(tmp_path, "Large right pleural effusion.", "effusion")
+    assert _run(*args, "--manifest", effusion).exit_code != 0
+    assert out.read_bytes() == old_manifest  # the manifest still describes the old run ...
+    for rel, data in old_images.items():  # ... and every one of its images is the old one
+        assert (out.parent / rel).read_bytes() == data, rel
+
+    calls.clear()
+    monkeypatch.setattr(phantom, "_render_job", lambda job: (calls.append(job), real_job(job)))
+    again = _run(*args, "--manifest", effusion)
+    assert again.exit_code == 0, again.output
+    assert len(calls) == 4  # resumed: the two finished PNGs were kept
+    studies = read_manifest(out)
+    assert {s.extra["phantom_findings"] for s in studies} != {"normal"}
+    new_images = {i.path for s in studies for i in s.images}
+    assert not new_images & set(old_images)
+    left = _files(out.parent / "images")
+    assert sorted(f"images/{k}" for k in left) == sorted(new_images)  # old run and stray temporaries gone

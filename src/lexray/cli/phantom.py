@@ -30,7 +30,7 @@ def phantom(
         if out.resolve() == manifest.resolve():
             raise ManifestError(f"--out {out} is the input manifest; write the phantom manifest elsewhere")
         if out.is_dir():
-            raise LexrayError(
+            raise ManifestError(
                 f"--out {out} is a folder: give the manifest file, e.g. {out / 'manifest.parquet'}"
             )
         studies = read_manifest(manifest)
