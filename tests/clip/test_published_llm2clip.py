@@ -152,6 +152,12 @@ def _reference_text(published, captions: list[str]) -> torch.Tensor:
     return normed @ s["text.projection.1.weight"].T + s["text.projection.1.bias"]
 
 
+def _smooth_grey(h: int, w: int) -> np.ndarray:
+    """An 8-bit image as smooth as a radiograph (no pixel-level noise)."""
+    rows, cols = np.sin(np.linspace(0, 3, h))[:, None], np.cos(np.linspace(0, 2, w))[None, :]
+    return (127.5 + 100 * rows * cols).astype(np.uint8)
+
+
 def test_import_reproduces_both_towers(published):
     model = DualEncoder.from_pretrained(published["out"])
     # Text: instruction by marker, separator rule, LoRA merged, latent pooling, LayerNorm + Linear.
@@ -175,8 +181,7 @@ def test_evaluation_preprocessing_is_clips(published):
     from torchvision import transforms as T
 
     pre = DualEncoder.from_pretrained(published["out"]).image_tower.preprocess
-    rng = np.random.default_rng(0)
-    grey = rng.integers(0, 256, size=(61, 47), dtype=np.uint8)
+    grey = _smooth_grey(61, 47)  # PIL's 8-bit passes clip overshoots that a float image keeps
     published_transform = T.Compose(
         [
             T.Resize(IMG, interpolation=T.InterpolationMode.BICUBIC),
@@ -189,7 +194,7 @@ def test_evaluation_preprocessing_is_clips(published):
     got = pre(grey.astype(np.float32) / 255.0)
     assert got.shape == expected.shape == (3, IMG, IMG)
     # PIL resamples 8-bit pixels; lexray float ones: within two grey levels.
-    assert (got - expected).abs().max().item() < 2.5 / 255 / 0.26
+    assert (got - expected).abs().max().item() < 1.6 / 255 / 0.26  # two 8-bit roundings in PIL
 
 
 @pytest.mark.parametrize(

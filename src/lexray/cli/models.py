@@ -112,3 +112,22 @@ def import_llm2clip4cxr(
     except LexrayError as exc:
         _fail(exc)
     typer.echo(f"LLM2CLIP4CXR -> {path}")
+
+
+@import_app.command("open_clip")
+def import_open_clip(
+    name_or_dir: str = typer.Argument(
+        ...,
+        help="hf-hub:ORG/NAME (e.g. hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224) or a "
+        "directory with open_clip_config.json and its weights.",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="lexray dual-encoder directory to write."),
+) -> None:
+    """Import an open_clip model (BiomedCLIP...) as a dual encoder for evaluate, index build, search, serve."""
+    from lexray.clip.openclip import import_open_clip as run_import
+
+    try:
+        path = run_import(name_or_dir, out)
+    except LexrayError as exc:
+        _fail(exc)
+    typer.echo(f"open_clip {name_or_dir} -> {path}")

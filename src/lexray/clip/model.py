@@ -186,6 +186,10 @@ class DualEncoder(nn.Module):
         """
         directory = _model_dir(Path(path))
         meta = json.loads((directory / MARKER_FILE).read_text())
+        if meta.get("format") == "lexray-open-clip":  # an imported open_clip model (same embedding protocol)
+            from lexray.clip.openclip import OpenClipDualEncoder
+
+            return OpenClipDualEncoder.from_pretrained(directory)  # type: ignore[return-value]
         if meta.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{directory}: unsupported dual-encoder format {meta.get('format_version')!r}")
         config = load_config(DualEncoderConfig, directory / MODEL_CONFIG_FILE)

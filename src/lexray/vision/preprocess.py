@@ -54,13 +54,19 @@ class ImagePreprocess:
             )
 
     def _shorter_crop(self, x: torch.Tensor) -> torch.Tensor:
-        """(1, 1, H, W) -> (1, 1, size, size): shorter side to ``size`` (aspect kept), centre crop."""
+        """(H, W) -> (1, 1, size, size): shorter side to ``size`` (aspect kept), centre crop.
+
+        Resampled by PIL on a float ("F") image, as CLIP's torchvision transform does on PIL images
+        (PIL's bicubic filter differs from torch's), without rounding to 8 bits.
+        """
+        from PIL import Image
         from torchvision.transforms import InterpolationMode
-        from torchvision.transforms.v2 import functional as TF
+        from torchvision.transforms import functional as TF
 
         mode = InterpolationMode.BICUBIC if self.interpolation == "bicubic" else InterpolationMode.BILINEAR
-        x = TF.resize(x, [self.size], interpolation=mode, antialias=True)
-        return TF.center_crop(x, [self.size, self.size])
+        img = TF.resize(Image.fromarray(x.numpy(), mode="F"), [self.size], interpolation=mode)
+        img = TF.center_crop(img, [self.size, self.size])
+        return torch.from_numpy(np.array(img, dtype=np.float32))[None, None]
 
     def __call__(self, pixels: np.ndarray | torch.Tensor) -> torch.Tensor:
         """One image (H, W) or (H, W, C) with values in [0, 1] -> (C, size, size) float32."""
@@ -72,7 +78,7 @@ class ImagePreprocess:
         if x.numel() == 0:
             raise ValueError("empty image")
         if self.resize == "shorter_crop":
-            x = self._shorter_crop(x[None, None])  # (1, 1, size, size)
+            x = self._shorter_crop(x)  # (1, 1, size, size)
         else:
             h, w = x.shape
             side = max(h, w)
