@@ -139,3 +139,28 @@ def test_parser_recovers_open_i_sections_from_the_rebuilt_reports(openi_dir):
         parsed = parse_report(s.report)
         differing = [getattr(s, k) for k in keys if getattr(parsed, k) != getattr(s, k)]
         assert any(find_headers(text) for text in differing)
+
+
+@pytest.mark.parametrize(
+    ("text", "findings", "impression", "indication"),
+    [
+        (
+            "Clinical history: cough. Findings: Lungs clear. Impression: Normal.",
+            "Lungs clear.",
+            "Normal.",
+            "cough.",
+        ),
+        (
+            "FINDINGS Lungs are clear.\nIMPRESSION No acute process.",
+            "Lungs are clear.",
+            "No acute process.",
+            "",
+        ),
+        ("Findings - lungs clear.\nImpression \u2013 normal", "lungs clear.", "normal", ""),
+        ("FINDINGS AND IMPRESSION NO ACUTE DISEASE", "NO ACUTE DISEASE", "", ""),
+        ("PRIOR CABG. NAD.", "", "PRIOR CABG. NAD.", ""),  # headerless shorthand stays whole
+    ],
+)
+def test_mixed_case_and_colonless_headers_keep_their_sections(text, findings, impression, indication):
+    s = parse_report(text)
+    assert (s.findings, s.impression, s.indication) == (findings, impression, indication)

@@ -4,7 +4,10 @@ Handles the header styles seen in MIMIC-CXR, CheXpert Plus, Open-i and hospital 
 
 * colon headers at the start of a line, any case: ``FINDINGS:``, ``Impression:``, ``CLINICAL HISTORY:``;
 * all-caps headers alone on their line: ``FINDINGS`` followed by the text on the next lines;
-* all-caps colon headers inside a line: ``... no effusion. IMPRESSION: Normal chest.``;
+* all-caps colon headers inside a line: ``... no effusion. IMPRESSION: Normal chest.``, and capitalised
+  ones for the main sections after a sentence end: ``Clinical history: cough. Findings: clear.``;
+* looser spellings of the main sections at a line start: ``FINDINGS Lungs are clear.`` (all caps, no
+  colon; findings and impression only) and ``Impression - normal`` (a dash);
 * a ``FINAL REPORT`` title line, ``WET READ:`` / ``NOTIFICATION:`` / ``ADDENDUM:`` blocks (kept apart
   in ``other``), and unknown all-caps colon headers (also ``other``);
 * reports without any header, common in impression-only hospital cohorts: the whole text becomes the
@@ -113,6 +116,18 @@ _CANONICAL = {syn: name for name, syns in HEADER_SYNONYMS.items() for syn in syn
 _LINE_HEADER = re.compile(r"^[ \t]*(?P<h>[A-Za-z][A-Za-z /&()\-]{0,40}?)[ \t]*(?P<c>:|\r?$)", re.MULTILINE)
 # A capitalised candidate after a sentence end or a colon, followed by ":".
 _INLINE_HEADER = re.compile(r"(?<=[.;:!?])[ \t]*(?P<h>[A-Z][A-Z /&()\-]{1,40}?)[ \t]*:")
+# A capitalised (not all-caps) main-section header after a sentence end: "... cough. Findings: clear."
+_INLINE_TITLE = re.compile(r"(?<=[.;!?])[ \t]+(?P<h>[A-Z][a-z]+(?:[ \t]+[A-Za-z][a-z]+){0,3})[ \t]*:")
+# An all-caps header without a colon, its text on the same line ("FINDINGS Lungs are clear.").
+_BARE_HEADER = re.compile(
+    r"^[ \t]*(?P<h>[A-Z][A-Z/&()]*(?:[ \t]+[A-Z][A-Z/&()]*)*)[ \t]+(?=\S)", re.MULTILINE
+)
+# A header of any case followed by a dash at the start of a line ("Impression - normal").
+_DASH_HEADER = re.compile(r"^[ \t]*(?P<h>[A-Za-z][A-Za-z /&()]{0,40}?)[ \t]+[-\u2013][ \t]+", re.MULTILINE)
+# Sections whose headers are also recognised in these looser spellings: the text that matters most,
+# and names unlikely to open a sentence of a headerless report (unlike "PRIOR" or "STUDY").
+_LOOSE = frozenset({"findings", "impression", "indication", "comparison"})
+_BARE = frozenset({"findings", "impression"})
 _WS = re.compile(r"\s+")
 
 
@@ -155,6 +170,22 @@ def find_headers(text: str) -> list[tuple[int, int, str]]:
         name = _canonical(m.group("h"))
         if name is not None:
             found.append((m.start("h"), m.end(), name))
+    for m in _INLINE_TITLE.finditer(text):
+        name = _canonical(m.group("h"))
+        if name in _LOOSE:
+            found.append((m.start("h"), m.end(), name))
+    for m in _DASH_HEADER.finditer(text):
+        name = _canonical(m.group("h"))
+        if name in _LOOSE:
+            found.append((m.start("h"), m.end(), name))
+    for m in _BARE_HEADER.finditer(text):
+        # The longest run of leading words that is a header ("FINDINGS AND IMPRESSION", not "FINDINGS").
+        words = list(re.finditer(r"\S+", m.group("h")))
+        for k in range(len(words), 0, -1):
+            name = _canonical(m.group("h")[: words[k - 1].end()])
+            if name in _BARE:
+                found.append((m.start("h"), m.start("h") + words[k - 1].end(), name))
+                break
     found.sort(key=lambda t: (t[0], -t[1]))
     merged: list[tuple[int, int, str]] = []
     for start, end, name in found:
