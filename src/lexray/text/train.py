@@ -638,15 +638,18 @@ def train(config: TextTrainConfig, accelerator: Any | None = None, stop_at_step:
             encoder.freeze_backbone()
         run.step_offset = config.mntp.steps
     if config.contrastive.enabled:
-        pool = prepare_variants(studies, config.data, config.seed, out / VARIANTS_SUBDIR)
+        # The main process makes the run's variant cache; the others then find it complete and read it.
+        with accelerator.main_process_first():
+            pool = prepare_variants(studies, config.data, config.seed, out / VARIANTS_SUBDIR)
         train_studies = list(studies)
         if config.data.fabricated_studies:
             extra, sources = fabricated_studies(
                 studies, out / VARIANTS_SUBDIR, config.data.fabricated_studies, config.seed
             )
-            extra_pool = prepare_variants(
-                extra, config.data, config.seed, out / VARIANTS_SUBDIR / "fabricated"
-            )
+            with accelerator.main_process_first():
+                extra_pool = prepare_variants(
+                    extra, config.data, config.seed, out / VARIANTS_SUBDIR / "fabricated"
+                )
             for sid, text in sources.items():
                 extra_pool.errors.setdefault(sid, []).append(text)
             pool = merge_pools(pool, extra_pool)

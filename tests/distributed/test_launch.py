@@ -1,0 +1,127 @@
+"""``accelerate launch --num_processes 2 -m lexray.cli.main ...`` trains both stages on CPU (gloo) and
+writes models that load and embed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from lexray.data.manifest import write_manifest
+from lexray.data.phantom import PhantomFindings, render_phantom, save_phantom_png
+from lexray.data.study import Image, Study
+from lexray.testing import build_tiny_llama
+
+pytestmark = pytest.mark.distributed
+
+REPO = Path(__file__).resolve().parents[2]
+REPORTS = [
+    ("No acute cardiopulmonary process.", PhantomFindings()),
+    ("Large left pleural effusion.", PhantomFindings(effusion=(("left", 2),))),
+    ("Small right pleural effusion.", PhantomFindings(effusion=(("right", 1),))),
+    ("Mild cardiomegaly. Lungs are clear.", PhantomFindings(cardiomegaly=True)),
+    ("Pacemaker in place. No acute process.", PhantomFindings(devices=frozenset({"pacemaker"}))),
+]
+
+
+def _launch(args: list[str], timeout: int = 240) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    # --multi_gpu selects Accelerate's torchrun launcher; without a GPU lexray's processes use gloo on CPU.
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    cmd += ["--main_process_ip", "127.0.0.1", "--main_process_port", str(port)]
+    proc = subprocess.run(
+        cmd + ["-m", "lexray.cli.main", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_two_process_text_train_writes_an_encoder_that_loads_and_embeds(tiny_llama, tmp_path):
+    from lexray.text import TextEncoder
+
+    studies = [
+        Study(f"S{i}", f"P{i}", "synthetic", "train", findings=f"{text} Case {i}.", impression=text)
+        for i, (text, _) in enumerate(REPORTS * 3)
+    ]
+    write_manifest(studies, tmp_path / "m.parquet")
+    out = tmp_path / "run"
+    sets = [f"encoder.model={tiny_llama}", f"data.manifest={tmp_path / 'm.parquet'}", "mntp.steps=2"]
+    sets += ["contrastive.steps=2", "contrastive.chunk_size=3", "contrastive.hard_negatives=2"]
+    args = ["text", "train", "-c", str(REPO / "configs/text/tiny-smoke.yaml"), "-o", str(out)]
+    _launch(args + [x for s in sets for x in ("--set", s)])
+    steps = [r for r in _records(out) if r["stage"] in ("mntp", "contrastive")]
+    assert [(r["stage"], r["step"]) for r in steps] == [
+        ("mntp", 1),
+        ("mntp", 2),
+        ("contrastive", 1),
+        ("contrastive", 2),
+    ]
+    assert all(r["world_size"] == 2 and r["global_batch"] == 8 for r in steps)
+    emb = TextEncoder.from_pretrained(out).encode(["small right pleural effusion", "mild cardiomegaly"])
+    assert emb.shape == (2, 32) and np.isfinite(emb).all()
+
+
+def test_two_process_clip_train_writes_a_model_that_loads_and_embeds(tiny_llama, tmp_path):
+    from lexray.clip import DualEncoder
+
+    studies = []
+    for i in range(20):
+        text, findings = REPORTS[i % len(REPORTS)]
+        sid = f"s{i:02d}"
+        save_phantom_png(tmp_path / "images" / f"{sid}.png", render_phantom(findings, sid, 48), sid, findings)
+        split = "train" if i < 16 else "val"
+        studies.append(
+            Study(
+                sid,
+                sid,
+                "phantom",
+                split,
+                findings=f"{text} Study {i}.",
+                images=(Image(f"images/{sid}.png"),),
+            )
+        )
+    write_manifest(studies, tmp_path / "manifest.parquet")
+    config = {
+        "output_dir": str(tmp_path / "run"),
+        "batch_size": 3,
+        "max_steps": 3,
+        "log_every": 1,
+        "eval_every": 0,
+        "save_every": 0,
+        "model": {
+            "vision": {"kind": "small_cnn", "image_size": 32, "cnn_widths": [8, 16, 16], "cnn_out_dim": 24},
+            "text": {"encoder": str(tiny_llama), "mode": "lora", "max_length": 32},
+            "embed_dim": 16,
+        },
+        "data": {
+            "sources": [{"manifest": str(tmp_path / "manifest.parquet"), "split": "train"}],
+            "val": {"manifest": str(tmp_path / "manifest.parquet"), "split": "val"},
+        },
+        "optim": {"lr": 1e-3, "warmup_steps": 1},
+    }
+    (tmp_path / "clip.yaml").write_text(yaml.safe_dump(config))
+    _launch(["clip", "train", "-c", str(tmp_path / "clip.yaml")])
+    steps = [r for r in _records(tmp_path / "run") if r["stage"] == "clip"]
+    assert [r["step"] for r in steps] == [1, 2, 3]
+    assert all(r["world_size"] == 2 and r["global_batch"] == 6 and np.isfinite(r["loss"]) for r in steps)
+    model = DualEncoder.from_pretrained(tmp_path / "run" / "final")
+    assert model.embed_texts(["Large left pleural effusion."]).shape == (1, 16)
