@@ -129,31 +129,35 @@ def _read_delimited(path: Path, data: bytes, sep: str, source: str, wanted: list
         if header is None:
             raise SourceError(f"{path} has no header line: an export starts with its column names")
         keep = _pick(path, header, wanted)
-        rows: dict[str, list[str]] = {c: [] for c in keep}
+        targets = [(i, []) for i in keep.values()]  # (field position, cells) per kept column
+        width = len(header)
+        name = path.name
+        check = _SURROGATE.search(text) is not None  # most files are clean UTF-8: no per-cell search
         places: list[str] = []
         rejects: list[Reject] = []
         for line, fields, error in records:
-            place = f"{path.name}:line {line}"
             if error:
+                place = f"{name}:line {line}"
                 rejects.append(Reject(source, place, "bad_row", f"{error}; fix the quotes on this line"))
                 continue
             if not fields:  # a blank line
                 continue
-            if len(fields) > len(header):
-                rejects.append(
-                    Reject(
-                        source, place, "bad_row", f"{len(fields)} fields where the header has {len(header)}"
-                    )
-                )
+            if len(fields) > width:
+                place = f"{name}:line {line}"
+                detail = f"{len(fields)} fields where the header has {width}"
+                rejects.append(Reject(source, place, "bad_row", detail))
                 continue
-            cells = {c: fields[i] if i < len(fields) else "" for c, i in keep.items()}
-            bad = [c for c, v in cells.items() if _SURROGATE.search(v)]
-            if bad:
-                rejects.append(_non_utf8(source, place, bad))
-                continue
-            for c, v in cells.items():
-                rows[c].append(v)
-            places.append(place)
+            if len(fields) < width:
+                fields = fields + [""] * (width - len(fields))
+            if check:
+                bad = [c for c, i in keep.items() if _SURROGATE.search(fields[i])]
+                if bad:
+                    rejects.append(_non_utf8(source, f"{name}:line {line}", bad))
+                    continue
+            for i, cells in targets:
+                cells.append(fields[i])
+            places.append(f"{name}:line {line}")
+        rows = {c: cells for c, (_, cells) in zip(keep, targets, strict=True)}
     finally:
         csv.field_size_limit(limit)
     return _table(rows, places, header, rejects)
