@@ -73,6 +73,8 @@ def test_out_that_is_an_input_is_refused_before_any_work(tmp_path, export):
 def test_out_folder_or_under_a_file_is_refused(tmp_path, export):
     assert_named_error(_prepare(export, tmp_path), "is a folder")
     assert_named_error(_prepare(export, export / "m.parquet"), "is a file, not a folder")
+    (tmp_path / "x.rejects.jsonl").mkdir()
+    assert_named_error(_prepare(export, tmp_path / "x.parquet"), "x.rejects.jsonl is a folder")
     ok = _prepare(export, tmp_path / "run" / "m.parquet")
     assert ok.exit_code == 0, ok.output
     assert len(read_manifest(tmp_path / "run" / "m.parquet")) == 2
@@ -209,9 +211,17 @@ def test_manifest_missing_a_column_and_a_corrupt_rejects_file(tmp_path):
 def test_phantom_out_is_not_the_input_manifest(tmp_path):
     path = _manifest(tmp_path, 3)
     before = path.read_bytes()
-    assert_named_error(_run("data", "phantom", "--manifest", path, "--out", path), "is the input manifest")
+    assert_named_error(
+        _run("data", "phantom", "--manifest", path, "--out", path), "would overwrite the input"
+    )
     assert path.read_bytes() == before
     assert_named_error(_run("data", "phantom", "--manifest", path, "--out", tmp_path), "is a folder")
+    notes = tmp_path / "notes.parquet"
+    notes.write_bytes(b"my own file")
+    assert_named_error(
+        _run("data", "phantom", "--manifest", path, "--out", notes), "is not a lexray manifest"
+    )
+    assert notes.read_bytes() == b"my own file"
 
 
 def test_prepare_reports_rows_read(tmp_path, export):

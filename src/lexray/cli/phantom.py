@@ -21,18 +21,14 @@ def phantom(
     leaves the earlier one intact and resumes when started again.
     """
     from lexray.config import load_config, save_config
-    from lexray.data.manifest import ManifestError, read_manifest
+    from lexray.data.manifest import check_output_manifest, read_manifest
     from lexray.data.phantom import PhantomConfig, write_phantom_run
     from lexray.errors import LexrayError
 
     try:
         cfg = load_config(PhantomConfig, config, overrides or [])
-        if out.resolve() == manifest.resolve():
-            raise ManifestError(f"--out {out} is the input manifest; write the phantom manifest elsewhere")
-        if out.is_dir():
-            raise ManifestError(
-                f"--out {out} is a folder: give the manifest file, e.g. {out / 'manifest.parquet'}"
-            )
+        inputs = [manifest, *([config] if config is not None else [])]
+        check_output_manifest(out, inputs, [out.with_name(f"{out.stem}.phantom.yaml")])
         studies = read_manifest(manifest)
     except LexrayError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)

@@ -211,6 +211,48 @@ def read_rejects(path: str | Path) -> list[Reject]:
     return out
 
 
+def check_output_manifest(
+    out: str | Path, inputs: Iterable[str | Path] = (), companions: Iterable[str | Path] = ()
+) -> Path:
+    """Refuse a manifest path to write that would overwrite an input or a file that is not a manifest.
+
+    Call it before any work, so that a bad ``--out`` costs nothing and never touches an input.
+
+    Args:
+        out: the manifest file to write.
+        inputs: files the run reads; neither ``out``, its rejects file nor a companion may be one.
+        companions: further files written beside ``out`` (e.g. the saved recipe).
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        ManifestError: ``out`` is a folder, lies under a file, would overwrite an input (itself, its
+            rejects file or a companion), or exists without being a lexray manifest.
+    """
+    out = Path(out)
+    if out.is_dir():
+        raise ManifestError(
+            f"--out {out} is a folder: give the manifest file to write, e.g. {out / 'manifest.parquet'}"
+        )
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ManifestError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
+    protected = {Path(p).resolve(): Path(p) for p in inputs}
+    for target in (out, rejects_path(out), *map(Path, companions)):
+        if target.resolve() in protected:
+            raise ManifestError(
+                f"--out {out} would overwrite the input {protected[target.resolve()]}; choose another --out"
+            )
+        if target != out and target.is_dir():
+            raise ManifestError(f"--out {out}: {target} is a folder; remove it or choose another --out")
+    if out.exists() and not is_manifest(out):
+        raise ManifestError(
+            f"--out {out} exists and is not a lexray manifest; choose another --out (or delete it)"
+        )
+    return out
+
+
 def is_manifest(path: str | Path) -> bool:
     """True when ``path`` is a Parquet file carrying lexray's manifest schema version."""
     try:

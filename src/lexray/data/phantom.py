@@ -647,7 +647,7 @@ def write_phantom_run(
     Returns:
         The result, as :func:`render_studies` gives it (rejects for skipped studies are the caller's).
     """
-    from lexray.data.manifest import is_manifest, read_manifest, write_manifest
+    from lexray.data.manifest import ManifestError, is_manifest, read_manifest, write_manifest
     from lexray.data.study import Reject
 
     out = Path(out)
@@ -660,7 +660,10 @@ def write_phantom_run(
     result, jobs = _attach(planned, skipped, base, run_dir, config.size)
     old: set[Path] = set()
     if is_manifest(out):
-        old = {base / i.path for s in read_manifest(out) for i in s.images}
+        try:
+            old = {base / i.path for s in read_manifest(out) for i in s.images}
+        except ManifestError:  # a damaged earlier output: its run folders are still found by name
+            log.warning("phantoms: the earlier manifest %s is unreadable; replacing it", out)
     todo = [job for job in jobs if not Path(job[3]).is_file()]  # a finished PNG of this run is kept
     if len(todo) < len(jobs):
         log.info("phantoms: resuming, %d of %d PNGs already rendered", len(jobs) - len(todo), len(jobs))

@@ -13,7 +13,7 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from lexray.data.images import ImageError, load_radiograph
-from lexray.data.manifest import ManifestError, is_manifest, rejects_path, write_manifest
+from lexray.data.manifest import check_output_manifest, rejects_path, write_manifest
 from lexray.data.sources import SourceError, SourceResult
 from lexray.data.sources.chexpert_plus import ChexpertPlusConfig, load_chexpert_plus_config
 from lexray.data.sources.hospital import HospitalConfig, load_hospital
@@ -99,27 +99,7 @@ def check_outputs(config: PrepareConfig, out: str | Path, inputs: Sequence[str |
         ManifestError: ``out`` is a folder, lies under a file, is one of the inputs (or its rejects file
             or saved recipe would be), or exists without being a lexray manifest.
     """
-    out = Path(out)
-    if out.is_dir():
-        raise ManifestError(
-            f"--out {out} is a folder: give the manifest file to write, e.g. {out / 'manifest.parquet'}"
-        )
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ManifestError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
-    protected = {p.resolve(): p for p in [*_input_paths(config), *map(Path, inputs)]}
-    for target in (out, rejects_path(out), config_path(out)):
-        if target.resolve() in protected:
-            raise ManifestError(
-                f"--out {out} would overwrite the input {protected[target.resolve()]}; choose another --out"
-            )
-        if target != out and target.is_dir():
-            raise ManifestError(f"--out {out}: {target} is a folder; remove it or choose another --out")
-    if out.exists() and not is_manifest(out):
-        raise ManifestError(
-            f"--out {out} exists and is not a lexray manifest; choose another --out (or delete it)"
-        )
-    return out
+    return check_output_manifest(out, [*_input_paths(config), *map(Path, inputs)], [config_path(out)])
 
 
 def _configured(config: PrepareConfig) -> list[tuple[str, Any]]:
