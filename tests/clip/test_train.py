@@ -245,3 +245,33 @@ def test_image_augmentation_is_reproducible_and_keeps_sides() -> None:
     torch.testing.assert_close(a, b)
     assert not torch.equal(a, x)
     assert (a[:, :, :, 24:].mean() > 0.8) and (a[:, :, :, :12].mean() < 0.2)  # never flipped
+
+
+def test_bf16_autocast_runs_the_clip_step_on_cpu(
+    manifest: Path, tiny_text_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from accelerate.state import AcceleratorState
+
+    from lexray.clip.model import DualEncoder
+
+    seen: list[torch.dtype | None] = []
+    original = DualEncoder.forward
+
+    def recording(self, *args, **kwargs):
+        seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DualEncoder, "forward", recording)
+    AcceleratorState._reset_state(reset_partial_state=True)  # Accelerate keeps one precision per process
+    try:
+        run = train(
+            tiny_run(manifest, tiny_text_dir, tmp_path / "bf16", "lora", max_steps=2, mixed_precision="bf16")
+        )
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+    assert seen and set(seen) == {torch.bfloat16}
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in rows if r["stage"] == "clip"]
+    assert len(steps) == 2 and all(r["precision"] == "bf16" and np.isfinite(r["loss"]) for r in steps)
