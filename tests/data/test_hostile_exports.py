@@ -155,6 +155,10 @@ def test_unreadable_exports_are_named_errors(tmp_path):
     twice.write_text("study_id,report,report\nS1,a,b\n")
     with pytest.raises(SourceError, match="'report' appears twice"):
         _text_only(twice, patient_id=None)
+    utf16 = tmp_path / "u.csv"
+    utf16.write_bytes("study_id,patient_id,report\nS1,P1,x\n".encode("utf-16"))
+    with pytest.raises(SourceError, match="is UTF-16 text"):
+        _text_only(utf16)
     for exc in (SourceError, SourceNotFoundError):
         assert issubclass(exc, LexrayError)
 

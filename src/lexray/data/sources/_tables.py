@@ -88,6 +88,8 @@ def read_table_file(path: str | Path, source: str, columns: Iterable[str] | None
             data = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as exc:
         raise SourceError(f"{path}: cannot read the file ({exc}); is the download or copy complete?") from exc
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # "Unicode text" from spreadsheets
+        raise SourceError(f"{path} is UTF-16 text; export it again as UTF-8 (\"CSV UTF-8\")")
     if stem.endswith((".jsonl", ".ndjson")):
         return _read_jsonl(path, data, source, wanted)
     return _read_delimited(path, data, "\t" if stem.endswith(".tsv") else ",", source, wanted)
