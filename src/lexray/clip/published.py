@@ -40,6 +40,19 @@ CHECKPOINT_NAMES = (
     "weights.pt",
     "model.pt",
 )
+# Published dual encoders lexray imports: name -> (where the weights are, licence, import command).
+PUBLISHED_DUAL_MODELS: dict[str, tuple[str, str, str]] = {
+    "llm2clip4cxr": (
+        "llm2clip4cxr.bin (Google Drive, see github.com/lukeingawesome/llm2clip4cxr)",
+        "MIT + Llama 3.2 Community License (Llama-derived text tower)",
+        "lexray models import llm2clip4cxr FILE --text-base lukeingawesome/llm2vec4cxr --out DIR",
+    ),
+    "biomedclip": (
+        "microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224",
+        "MIT",
+        "lexray models import open_clip hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224 --out DIR",
+    ),
+}
 WRAPPER_KEYS = ("state_dict", "module", "model_state_dict", "model", "sd", "weights")
 PUBLISHED_FILE = "published.json"  # provenance of an imported model
 _LORA_KEY = re.compile(

@@ -37,7 +37,7 @@ class TextEncoderConfig:
     """How a transformers model becomes a report encoder; saved with every encoder directory."""
 
     model: str = "smollm2-135m"  # base model: alias, local directory or hub id
-    pooling: Literal["mean", "last", "latent"] = "mean"  # token pooling over the report tokens
+    pooling: Literal["mean", "last", "latent", "cls"] = "mean"  # token pooling (cls: first position)
     instruction: str = ""  # prefix that conditions the encoding; its tokens are excluded from pooling
     max_length: int = 512  # tokens per text including instruction and special tokens (longer texts are cut)
     bidirectional: bool = True  # remove the causal mask of decoder LLMs (no effect on BERT-like encoders)
@@ -56,6 +56,7 @@ class TextEncoderConfig:
         default_factory=dict
     )  # separator rule: a text containing a key gets that instruction instead of `instruction` (first match)
     append_eos: bool | None = None  # append EOS after the text; None = the architecture table's choice
+    pool_special_tokens: bool = False  # also pool special tokens ([CLS]/[SEP]/BOS), as plain masked means do
     position_ids: Literal["mask", "arange"] = (
         "mask"  # mask: counted over real tokens; arange: 0..T-1 over the padded row (transformers default)
     )

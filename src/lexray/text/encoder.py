@@ -148,6 +148,10 @@ class TextEncoder(nn.Module):
         self._full_tuned = False  # set by unfreeze_backbone: backbone weights may differ from the files
         self._merged = False  # set by merge_lora: adapters were folded into the backbone weights
         self.dim: int = int(self._model_config.hidden_size)
+        if config.pooling == "cls" and (spec.kind != "encoder" or config.padding_side != "right"):
+            raise ValueError(
+                "pooling 'cls' reads position 0: it needs a BERT-like encoder padded on the right"
+            )
         self.pooling = build_pooling(config.pooling, self.dim, config.latent)
         if config.bidirectional and spec.attention_attr is not None:
             self._remove_causal_mask()
@@ -180,6 +184,10 @@ class TextEncoder(nn.Module):
         """
         if is_encoder_dir(ref):
             return cls._load_saved(Path(ref), overrides)
+        from lexray.text.published import PUBLISHED_TEXT_MODELS, load_published
+
+        if str(ref) in PUBLISHED_TEXT_MODELS:  # a published model's row: its own tokens, pooling, padding
+            return load_published(str(ref), **overrides)
         config = load_config(TextEncoderConfig, base={"model": str(ref), **_plain(overrides)})
         return cls.from_config(config)
 
@@ -399,7 +407,10 @@ class TextEncoder(nn.Module):
         ):
             # A token belongs to the report when its span ends after the instruction; a token straddling
             # the boundary carries report characters and is pooled.
-            pool = [not s and end > len(prefix) for (_, end), s in zip(offsets, special, strict=True)]
+            pool = [
+                (s and self.config.pool_special_tokens) or (not s and end > len(prefix))
+                for (_, end), s in zip(offsets, special, strict=True)
+            ]
             ids = list(ids)
             if self._append_eos:
                 ids.append(self.tokenizer.eos_token_id)
@@ -535,7 +546,7 @@ class TextEncoder(nn.Module):
         }
         # Settings added later enter only when set, so older encoders keep their fingerprints.
         defaults = TextEncoderConfig()
-        for name in ("separator", "marker_instructions", "append_eos", "position_ids"):
+        for name in ("separator", "marker_instructions", "append_eos", "position_ids", "pool_special_tokens"):
             if getattr(self.config, name) != getattr(defaults, name):
                 ident[name] = getattr(self.config, name)
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,4 +1,4 @@
-"""Token pooling: mean, last token (EOS) and latent attention (NV-Embed, as in the published CXR encoder).
+"""Token pooling: mean, last token (EOS), [CLS] and latent attention (NV-Embed, as in the published CXR encoder).
 
 Every pooler takes token states ``(B, T, D)`` and a boolean pool mask ``(B, T)`` that is True only on
 report tokens (never on the instruction or padding) and returns ``(B, D)``.
@@ -36,6 +36,14 @@ class LastTokenPooling(nn.Module):
         positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)  # (B, T)
         last = torch.where(mask, positions, torch.full_like(positions, -1)).amax(dim=1).clamp_min(0)  # (B,)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+
+
+class CLSPooling(nn.Module):
+    """State of the first position: the [CLS] token of a BERT-like encoder padded on the right."""
+
+    def forward(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, T, D) -> (B, D); ``mask`` is unused (the [CLS] token is never a report token)."""
+        return hidden[:, 0]
 
 
 class LatentAttentionPooling(nn.Module):
@@ -83,4 +91,6 @@ def build_pooling(kind: str, dim: int, latent: LatentPoolingConfig) -> nn.Module
         return LastTokenPooling()
     if kind == "latent":
         return LatentAttentionPooling(dim, latent)
-    raise ValueError(f"unknown pooling {kind!r}; use mean, last or latent")
+    if kind == "cls":
+        return CLSPooling()
+    raise ValueError(f"unknown pooling {kind!r}; use mean, last, latent or cls")

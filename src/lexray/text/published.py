@@ -52,6 +52,7 @@ class PublishedTextModel:
     instruction: str = ""  # prefix of every text (documents get none in the seed's scripts)
     bidirectional: bool = True  # remove a decoder's causal mask
     pad_is_eos: bool = False  # the tokenizer pads with its EOS token
+    pool_special_tokens: bool = False  # mean over every attended token, [CLS] and [SEP] included
     latent: dict[str, Any] = field(default_factory=dict)  # LatentPoolingConfig fields when pooling is latent
 
 
@@ -79,6 +80,7 @@ PUBLISHED_TEXT_MODELS: dict[str, PublishedTextModel] = {
             pooling="last",
             padding_side="left",
             max_length=2048,
+            append_eos=False,  # the seed's slow tokenizer adds no EOS; the last text token is pooled
             bidirectional=False,
         ),
         PublishedTextModel(
@@ -88,6 +90,7 @@ PUBLISHED_TEXT_MODELS: dict[str, PublishedTextModel] = {
             pooling="mean",
             padding_side="right",
             max_length=256,
+            pool_special_tokens=True,
         ),
         PublishedTextModel(
             name="cxr-bert-specialized",
@@ -131,10 +134,38 @@ def encoder_settings(name: str, pooling: str | None = None, dtype: str = "float3
         "separator": row.separator,
         "append_eos": row.append_eos,
         "position_ids": row.position_ids,
+        "pool_special_tokens": row.pool_special_tokens,
     }
     if row.latent:
         settings["latent"] = dict(row.latent)
     return settings
+
+
+def load_published(name: str, **overrides: Any) -> Any:
+    """The published text model ``name`` as a :class:`lexray.text.TextEncoder` (hub id or offline copy).
+
+    Args:
+        name: a row of :data:`PUBLISHED_TEXT_MODELS`.
+        **overrides: ``TextEncoderConfig`` fields that replace the row's (e.g. ``pooling="mean"``).
+    """
+    from lexray.config import load_config
+    from lexray.text.config import TextEncoderConfig
+    from lexray.text.encoder import TextEncoder, _plain
+
+    # A published model's attention is part of the model: `--causal`-style overrides do not apply.
+    overrides.pop("bidirectional", None)
+    if name == "llm2vec4cxr":  # its checkpoint layout needs the importer (model. + latent_attn. keys)
+        unknown = sorted(set(overrides) - {"pooling", "dtype"})
+        if unknown:
+            raise CheckpointError(f"llm2vec4cxr takes only pooling and dtype overrides, got {unknown}")
+        return load_llm2vec4cxr(
+            LLM2VEC4CXR_HUB_ID,
+            pooling=overrides.get("pooling") or "latent",
+            dtype=overrides.get("dtype") or "bfloat16",
+        )
+    settings = encoder_settings(name)
+    settings.update({k: v for k, v in _plain(overrides).items() if v is not None})
+    return TextEncoder.from_config(load_config(TextEncoderConfig, base=settings))
 
 
 # ---------------------------------------------------------------------------------------------
