@@ -255,3 +255,18 @@ def test_real_compressed_dicoms_decode_or_fail_clearly():
         assert "JPEG-LL.dcm" in str(exc) and "pylibjpeg" in str(exc)
     else:
         assert r.pixels.ndim == 2
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "TIFF", "BMP"])
+def test_formats_the_api_refuses_are_refused_here_too(tmp_path, fmt):
+    path = tmp_path / f"x.{fmt.lower()}"
+    PILImage.fromarray((_ramp() * 255).astype(np.uint8)).save(path, format=fmt)
+    with pytest.raises(ImageError, match=f"{fmt} images are not accepted"):
+        load_radiograph(path)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_png_or_jpeg_named_dcm_is_read_as_what_it_is(tmp_path, fmt):
+    path = tmp_path / "x.dcm"
+    PILImage.fromarray((_ramp() * 255).astype(np.uint8)).save(path, format=fmt)
+    assert load_radiograph(path).pixels.shape == (40, 60)

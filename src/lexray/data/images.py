@@ -73,17 +73,29 @@ def _check_size(path: Path, height: int, width: int, limits: ImageLimits) -> Non
         raise ImageError(f"{path}: aspect ratio {aspect:.1f} exceeds {limits.max_aspect}; not a radiograph")
 
 
+# What the file says it is decides, not its name: a PNG or JPEG named "x.dcm" is read as what it is.
+_PIL_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
+# The raster formats accepted besides DICOM, as Pillow names them (MPO: multi-picture JPEG).
+PIL_FORMATS = ("PNG", "JPEG", "MPO")
+
+
 def _is_dicom(path: Path) -> bool:
     with path.open("rb") as f:
         head = f.read(132)
-    return head[128:132] == b"DICM" or path.suffix.lower() in DICOM_SUFFIXES
+    if head[128:132] == b"DICM":
+        return True
+    # Old DICOM files have no preamble: the suffix is the only sign.
+    return not head.startswith(_PIL_MAGIC) and path.suffix.lower() in DICOM_SUFFIXES
 
 
 def load_radiograph(path: str | Path, limits: ImageLimits = DEFAULT_LIMITS) -> Radiograph:
     """Read a PNG, JPEG or DICOM radiograph into float32 ``(H, W)`` in ``[0, 1]`` with 0 = black.
 
+    Other formats (GIF, TIFF, BMP, WebP, ...) are refused, as the HTTP API refuses them.
+
     Args:
-        path: the image file; DICOM is recognised by its ``DICM`` preamble or a ``.dcm`` suffix.
+        path: the image file; DICOM is recognised by its ``DICM`` preamble, or by a ``.dcm`` suffix on
+            a file that is not a PNG or JPEG.
         limits: size checks made on the header before decoding.
 
     Raises:
@@ -108,6 +120,10 @@ def _load_pil(path: Path, limits: ImageLimits) -> Radiograph:
         with warnings.catch_warnings():
             warnings.simplefilter("error", PILImage.DecompressionBombWarning)
             with PILImage.open(path) as im:
+                if im.format not in PIL_FORMATS:
+                    raise ImageError(
+                        f"{path}: {im.format} images are not accepted; convert it to PNG (or give DICOM/JPEG)"
+                    )
                 width, height = im.size
                 _check_size(path, height, width, limits)
                 im = ImageOps.exif_transpose(im)
