@@ -66,13 +66,17 @@ def test_an_unterminated_quote_costs_one_line_not_the_rest_of_the_file(tmp_path)
         'S4,P4,"IMPRESSION: a ""quoted"" word\nover two lines"\n'
         'S5,P5,"IMPRESSION: closed" then text\n'
         "S6,P6,IMPRESSION: ok\n"
-        'S7,P7,"IMPRESSION: open at the end of the file\n'
+        "S7,P7\n"
+        'S8,P8,"IMPRESSION: open at the end of the file\n'
     )
     result = _text_only(path)
-    assert_accounted(result, {2: "S1", 3: None, 4: "S3", 5: "S4", 7: None, 8: "S6", 9: None}, "e.csv")
+    assert_accounted(
+        result, {2: "S1", 3: None, 4: "S3", 5: "S4", 7: None, 8: "S6", 9: None, 10: None}, "e.csv"
+    )
     why = {r.record: r.detail for r in result.rejects}
     assert "quoting" in why["e.csv:line 3"] and "quoting" in why["e.csv:line 7"]
-    assert "never closes" in why["e.csv:line 9"]
+    assert why["e.csv:line 9"] == "2 fields where the header has 3"
+    assert "never closes" in why["e.csv:line 10"]
     assert {s.study_id: s.impression for s in result.studies}["hospital-S4"] == (
         'a "quoted" word over two lines'
     )

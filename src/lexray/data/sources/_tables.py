@@ -7,16 +7,16 @@ that names its place (``export.csv:line 7``, the line where the record starts; `
 =================  ==================================================================================
 reason             record
 =================  ==================================================================================
-``bad_row``        a CSV record with more fields than the header, or broken quoting (a quote that never
-                   closes, a character after a closing quote); parsing resumes on the next line
+``bad_row``        a CSV record with more or fewer fields than the header, or broken quoting (a quote
+                   that never closes, a character after a closing quote); parsing resumes on the next
+                   line
 ``bad_json``       a JSONL line that is not JSON, or not one JSON object
 ``wrong_type``     a JSONL value that is a list or an object where a column's text is expected
 ``non_utf8``       a record whose bytes are not UTF-8 (or a JSON string with an unpaired surrogate)
 =================  ==================================================================================
 
 CSV fields have no size limit (the standard library's default of 131,072 characters would drop a long
-report). Short CSV records are padded with empty fields, as spreadsheets write them. Blank lines are
-not records. A file that cannot be read at all (absent, a folder, truncated gzip, not Parquet, an
+report). Blank lines are not records. A file that cannot be read at all (absent, a folder, truncated gzip, not Parquet, an
 unreadable header) raises :class:`~lexray.data.sources.SourceError`.
 """
 
@@ -89,7 +89,7 @@ def read_table_file(path: str | Path, source: str, columns: Iterable[str] | None
     except (OSError, EOFError, zlib.error) as exc:
         raise SourceError(f"{path}: cannot read the file ({exc}); is the download or copy complete?") from exc
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # "Unicode text" from spreadsheets
-        raise SourceError(f"{path} is UTF-16 text; export it again as UTF-8 (\"CSV UTF-8\")")
+        raise SourceError(f'{path} is UTF-16 text; export it again as UTF-8 ("CSV UTF-8")')
     if stem.endswith((".jsonl", ".ndjson")):
         return _read_jsonl(path, data, source, wanted)
     return _read_delimited(path, data, "\t" if stem.endswith(".tsv") else ",", source, wanted)
@@ -98,9 +98,14 @@ def read_table_file(path: str | Path, source: str, columns: Iterable[str] | None
 def _csv_records(lines: list[str], sep: str) -> Iterator[tuple[int, list[str] | None, str]]:
     """(first line number, fields or None, error) of every record; a broken record costs one line."""
     start = 0
+
+    def feed(first: int) -> Iterator[str]:  # the lines from ``first`` on, without copying the list
+        for i in range(first, len(lines)):
+            yield lines[i]
+
     while start < len(lines):
-        reader = csv.reader(iter(lines[start:]), delimiter=sep, strict=True)
-        done = 0  # lines of lines[start:] consumed by complete records
+        reader = csv.reader(feed(start), delimiter=sep, strict=True)
+        done = 0  # lines from ``start`` consumed by complete records
         try:
             for fields in reader:
                 yield start + done + 1, fields, ""
@@ -144,13 +149,13 @@ def _read_delimited(path: Path, data: bytes, sep: str, source: str, wanted: list
                 continue
             if not fields:  # a blank line
                 continue
-            if len(fields) > width:
+            if len(fields) != width:
+                # A short record is as suspect as a long one: after broken quoting it is often the tail
+                # of a multi-line report, which padding would turn into a study of its own.
                 place = f"{name}:line {line}"
                 detail = f"{len(fields)} fields where the header has {width}"
                 rejects.append(Reject(source, place, "bad_row", detail))
                 continue
-            if len(fields) < width:
-                fields = fields + [""] * (width - len(fields))
             if check:
                 bad = [c for c, i in keep.items() if _SURROGATE.search(fields[i])]
                 if bad:
