@@ -280,3 +280,10 @@ def test_an_interrupted_phantom_rerun_leaves_the_old_run_intact_then_replaces_it
     assert not new_images & set(old_images)
     left = _files(out.parent / "images")
     assert sorted(f"images/{k}" for k in left) == sorted(new_images)  # old run and stray temporaries gone
+
+
+def test_download_dest_that_is_a_file_is_refused_before_any_work(tmp_path, export):
+    result = _run("data", "download", "openi", "--dest", export, "--base-url", "http://127.0.0.1:9")
+    assert_named_error(result, "is a file, not a folder")
+    result = _run("data", "download", "openi", "--dest", export / "sub", "--base-url", "http://127.0.0.1:9")
+    assert_named_error(result, "is a file, not a folder")

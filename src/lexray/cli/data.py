@@ -38,6 +38,9 @@ def download_cmd(
     """Fetch a public dataset's archives: resumable (HTTP Range), size/SHA-256 verified, atomic, extracted."""
     if dataset not in _DATASETS:
         raise _fail(f"unknown dataset {dataset!r}; available: {', '.join(_DATASETS)}")
+    for folder in (dest, *dest.parents):
+        if folder.exists() and not folder.is_dir():
+            raise _fail(f"--dest {dest}: {folder} is a file, not a folder; choose another --dest")
     digests: dict[str, str] = {}
     for item in sha256 or []:
         name, sep, value = item.partition("=")
