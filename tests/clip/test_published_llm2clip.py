@@ -9,6 +9,7 @@ untrained ``default`` adapter peft creates first) under both ``text.core.*`` and
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import shutil
 from pathlib import Path
@@ -266,9 +267,14 @@ def test_imported_model_runs_through_evaluate_index_search_serve(published, tmp_
     write_manifest(studies, tmp_path / "manifest.parquet")
     manifest = str(tmp_path / "manifest.parquet")
     result = runner.invoke(app, ["evaluate", "--model", str(out), "--manifest", manifest, "--out", str(tmp_path / "ev"),
+                                 "--set", "retrieval.published=[cosine]",
                                  "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "ev" / "metrics.json").is_file()
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert (
+        metrics["retrieval"]["published/cosine/image_to_text"]["n_queries"] == 4
+    )  # beside lexray's protocols
+    assert "study/exact/image_to_text" in metrics["retrieval"]
     result = runner.invoke(app, ["index", "build", "--model", str(out), "--manifest", manifest,
                                  "--out", str(tmp_path / "index"), "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output

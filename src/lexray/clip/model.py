@@ -285,8 +285,13 @@ class DualEncoder(nn.Module):
     # embedding protocol
 
     @torch.no_grad()
-    def embed_images(self, images: Sequence[np.ndarray | str | Path], batch_size: int = 32) -> np.ndarray:
-        """Images (arrays (H, W) in [0, 1], or files: PNG, JPEG, DICOM) -> (n, embed_dim) float32, L2-normalised."""
+    def embed_images(
+        self, images: Sequence[np.ndarray | str | Path], batch_size: int = 32, normalize: bool = True
+    ) -> np.ndarray:
+        """Images (arrays (H, W) in [0, 1], or files: PNG, JPEG, DICOM) -> (n, embed_dim) float32.
+
+        L2-normalised unless ``normalize`` is False (raw features, for the published clip/dot protocol).
+        """
         from lexray.data.images import load_radiograph
 
         was_training = self.training
@@ -297,13 +302,13 @@ class DualEncoder(nn.Module):
             chunk = images[start : start + batch_size]
             arrays = [im if isinstance(im, np.ndarray) else load_radiograph(im).pixels for im in chunk]
             pixels = pre.batch(arrays)  # (b, C, S, S)
-            out[start : start + len(chunk)] = self.encode_image(pixels).float().cpu().numpy()
+            out[start : start + len(chunk)] = self.encode_image(pixels, normalize).float().cpu().numpy()
         self.train(was_training)
         return out
 
     @torch.no_grad()
-    def embed_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Reports -> (n, embed_dim) float32, L2-normalised."""
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True) -> np.ndarray:
+        """Reports -> (n, embed_dim) float32, L2-normalised unless ``normalize`` is False."""
         if isinstance(texts, str):
             raise TypeError("embed_texts expects a list of texts, got one string")
         was_training = self.training
@@ -312,7 +317,9 @@ class DualEncoder(nn.Module):
         feats = self.text_features(texts, batch_size)  # (n, D_txt)
         for start in range(0, len(texts), max(batch_size, 256)):
             chunk = feats[start : start + max(batch_size, 256)]
-            out[start : start + len(chunk)] = self.encode_text_features(chunk).float().cpu().numpy()
+            out[start : start + len(chunk)] = (
+                self.encode_text_features(chunk, normalize).float().cpu().numpy()
+            )
         self.train(was_training)
         return out
 

@@ -11,6 +11,13 @@
   under the exact protocol retrieving one of their identical twins is scored as a miss.
 
 Studies without any image are left out of both sides (logged with their count).
+
+**published** (``RetrievalConfig.published``, the LLM2CLIP4CXR ``retrieval.py`` protocol): every image is
+one row paired with its study's report, an N x N matrix of images against those N reports with the
+diagonal as the only ground truth (a study's report appears once per image, and identical reports are
+not merged), R@1/5/10 both ways, similarity ``clip`` (exp(logit_scale) x dot of raw features), ``dot``
+or ``cosine``. A hit@K is rank <= K with rank = 1 + #{j : s_ij > s_ii} (ties in favour of the pair, as
+the published script's saved ranks).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from lexray.evaluate.retrieval import DEFAULT_KS, Ties, retrieval_ranks, summarize_ranks
 
@@ -44,6 +52,59 @@ class RetrievalConfig:
     ties: Ties = "pessimistic"  # negatives tied with the best positive count ahead ("optimistic": behind)
     true_recall: bool = True  # also compute true recall@K where a query has several positives
     block_mb: int = 256  # memory for one score block (rows x keys x 4 bytes)
+    published: tuple[str, ...] = ()  # similarities of the published protocol (clip, dot, cosine); () = off
+    published_ks: tuple[int, ...] = (1, 5, 10)  # its cut-offs
+
+
+SIMILARITIES = ("clip", "dot", "cosine")
+
+
+def published_retrieval(
+    image_features: np.ndarray,
+    text_features: np.ndarray,
+    similarity: str = "clip",
+    logit_scale: float | None = None,
+    ks: Sequence[int] = (1, 5, 10),
+    block_rows: int = 4096,
+) -> dict[str, Any]:
+    """The published diagonal-ground-truth protocol: row i of both matrices is one pair.
+
+    Args:
+        image_features: (N, D) image features, raw (as the model returns them) for clip and dot.
+        text_features: (M, D) report features; the first ``min(N, M)`` rows of each side are used.
+        similarity: ``clip`` (exp(logit_scale) * dot), ``dot`` or ``cosine`` (L2-normalised first).
+        logit_scale: the model's log scale; needed by ``clip``.
+        ks: cut-offs.
+        block_rows: image rows scored at a time.
+
+    Returns:
+        ``{"image_to_report": {"R@1": %, ...}, "report_to_image": {...}, "num_queries": N, "similarity": ...}``
+        with recalls in percent, as the published script prints them.
+    """
+    if similarity not in SIMILARITIES:
+        raise ValueError(f"similarity {similarity!r} is unknown; use one of {', '.join(SIMILARITIES)}")
+    if similarity == "clip" and logit_scale is None:
+        raise ValueError("similarity 'clip' needs the model's logit_scale")
+    n = min(len(image_features), len(text_features))
+    img = torch.as_tensor(np.asarray(image_features[:n], dtype=np.float32))
+    txt = torch.as_tensor(np.asarray(text_features[:n], dtype=np.float32))
+    if similarity == "cosine":
+        img, txt = torch.nn.functional.normalize(img, dim=-1), torch.nn.functional.normalize(txt, dim=-1)
+    scale = float(np.exp(logit_scale)) if similarity == "clip" else 1.0
+    diag = scale * (img * txt).sum(-1)  # (N,) the pairs' scores, from the same formula as the blocks
+    ahead_i2t = torch.zeros(n, dtype=torch.long)  # reports scoring above image i's own
+    ahead_t2i = torch.zeros(n, dtype=torch.long)  # images scoring above report j's own
+    for start in range(0, n, block_rows):
+        rows = slice(start, min(start + block_rows, n))
+        block = scale * img[rows] @ txt.T  # (b, N)
+        idx = torch.arange(rows.start, rows.stop)
+        block[idx - start, idx] = diag[rows]  # the exact pair score on the diagonal
+        ahead_i2t[rows] = (block > diag[rows, None]).sum(1)
+        ahead_t2i += (block > diag[None, :]).sum(0)
+    out: dict[str, Any] = {"num_queries": n, "similarity": similarity}
+    for name, ahead in (("image_to_report", ahead_i2t), ("report_to_image", ahead_t2i)):
+        out[name] = {f"R@{k}": 100.0 * float((ahead + 1 <= k).float().mean()) if n else 0.0 for k in ks}
+    return out
 
 
 def normalize_report(text: str) -> str:
@@ -77,6 +138,7 @@ def bidirectional_retrieval(
     report_texts: Sequence[str],
     config: RetrievalConfig = RetrievalConfig(),
     progress: bool = False,
+    raw_features: dict[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Retrieval metrics in both directions for each requested level and mode.
 
@@ -87,9 +149,13 @@ def bidirectional_retrieval(
         report_texts: (Ns,) the reports, used only to find duplicates for the "dedup" mode.
         config: protocols to compute.
         progress: show progress bars.
+        raw_features: for the published clip/dot similarities, ``{"image": (Ni, D), "text": (Ns, D),
+            "logit_scale": float}`` of raw features (same rows as the embeddings).
 
     Returns:
-        ``{"study/exact/image_to_text": {"hit@1": ..., "median_rank": ..., ...}, ...}``.
+        ``{"study/exact/image_to_text": {"hit@1": ..., "median_rank": ..., ...}, ...}`` and, when
+        ``config.published`` is set, ``{"published/cosine/image_to_text": {"hit@1": ..., "n_queries": ...}}``
+        (R@K of :func:`published_retrieval`, in %).
     """
     for level in config.levels:
         if level not in LEVELS:
@@ -97,6 +163,9 @@ def bidirectional_retrieval(
     for mode in config.modes:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}; choose from {MODES}")
+    for sim in config.published:
+        if sim not in SIMILARITIES:
+            raise ValueError(f"unknown published similarity {sim!r}; choose from {SIMILARITIES}")
     image_embeddings = np.asarray(image_embeddings, dtype=np.float32)
     text_embeddings = np.asarray(text_embeddings, dtype=np.float32)
     image_study = np.asarray(image_study, dtype=np.int64)
@@ -152,4 +221,22 @@ def bidirectional_retrieval(
                     desc=name,
                 )
                 results[name] = summarize_ranks(res, config.ks, curve=True)
+    for sim in config.published:
+        feats = raw_features or {}
+        if sim != "cosine" and not feats:
+            raise ValueError(
+                f"published similarity {sim!r} needs the model's raw (unnormalised) features and logit "
+                "scale; pass raw_features, or use cosine, which the normalised embeddings give exactly"
+            )
+        images = feats.get("image", image_embeddings)
+        reports = feats.get("text", text_embeddings)
+        # One row per image, paired with its own study's report (the published CSV layout).
+        pub = published_retrieval(
+            images, reports[image_study], sim, feats.get("logit_scale"), config.published_ks
+        )
+        for direction, key in zip(DIRECTIONS, ("image_to_report", "report_to_image"), strict=True):
+            results[f"published/{sim}/{direction}"] = {
+                **{f"hit@{k}": pub[key][f"R@{k}"] for k in config.published_ks},
+                "n_queries": float(pub["num_queries"]),
+            }
     return results
