@@ -17,7 +17,6 @@ import yaml
 from lexray.data.manifest import write_manifest
 from lexray.data.phantom import PhantomFindings, render_phantom, save_phantom_png
 from lexray.data.study import Image, Study
-from lexray.testing import build_tiny_llama
 
 pytestmark = pytest.mark.distributed
 
@@ -44,11 +43,6 @@ def _launch(args: list[str], timeout: int = 240) -> None:
         cmd + ["-m", "lexray.cli.main", *args], env=env, capture_output=True, text=True, timeout=timeout
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def _records(run: Path) -> list[dict]:

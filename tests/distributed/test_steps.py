@@ -19,8 +19,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from lexray.testing import build_tiny_llama
-
 pytestmark = pytest.mark.distributed
 
 HERE = Path(__file__).resolve().parent
@@ -33,11 +31,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,7 @@ from lexray.training import (
     rank_slice,
     save_checkpoint,
 )
+from lexray.training.distributed import require_single_backward
 from lexray.training.optim import layer_decay_lr
 
 log = logging.getLogger(__name__)
@@ -238,6 +239,8 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
         config.optim.schedule,
         config.optim.min_lr_ratio,
     )
+    if config.grad_accum > 1:
+        require_single_backward(accelerator, f"grad_accum={config.grad_accum}")
     model, optimizer = accelerator.prepare(model, optimizer)
     accelerator.register_for_checkpointing(scheduler)
     raw: DualEncoder = accelerator.unwrap_model(model)

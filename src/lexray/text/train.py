@@ -48,6 +48,7 @@ from lexray.training import (
     save_checkpoint,
 )
 from lexray.training.checkpoint import TRAINER_STATE
+from lexray.training.distributed import require_single_backward
 
 log = logging.getLogger(__name__)
 
@@ -495,6 +496,8 @@ def run_contrastive(
     optimizer, scheduler = _stage_optimizer(
         encoder, config.lr, config.weight_decay, config.warmup_steps, config.steps
     )
+    if config.chunk_size:
+        require_single_backward(accelerator, "contrastive.chunk_size > 0 (GradCache)")
     model, optimizer = accelerator.prepare(encoder, optimizer)
     state = StageState("contrastive")
     resumed = run.resume_for("contrastive")

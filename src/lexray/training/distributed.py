@@ -7,6 +7,7 @@ on a machine without a GPU they talk over gloo on the CPU.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ import torch
 import torch.distributed as dist
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def _world() -> int:
@@ -45,6 +47,11 @@ def make_accelerator(
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or "LOCAL_RANK" in os.environ
     # Accelerate only picks the CPU/gloo backend when told to (``accelerate launch --cpu`` sets it).
     cpu = launched and not torch.cuda.is_available()
+    engines = [
+        e for e in ("FSDP", "DEEPSPEED") if os.environ.get(f"ACCELERATE_USE_{e}", "").lower() == "true"
+    ]
+    if cpu and engines:
+        log.warning("%s needs GPUs: without CUDA this run uses plain DDP over gloo on CPU", engines[0])
     return Accelerator(
         mixed_precision=mixed_precision,
         project_dir=project_dir,
@@ -52,6 +59,25 @@ def make_accelerator(
         gradient_accumulation_steps=gradient_accumulation_steps,
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=broadcast_buffers)],
     )
+
+
+def require_single_backward(accelerator: Any, what: str) -> None:
+    """Refuse DeepSpeed for a loop that runs several backward passes per optimiser update.
+
+    Accelerate's DeepSpeed backward also steps the engine, so every backward would be an update.
+
+    Raises:
+        lexray.config.ConfigError: the run is under DeepSpeed.
+    """
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        from lexray.config import ConfigError
+
+        raise ConfigError(
+            f"{what} runs several backward passes per update, which DeepSpeed turns into several updates: "
+            "launch with configs/accelerate/ddp.yaml (or fsdp.yaml), or switch it off"
+        )
 
 
 def gather_with_grad(x: torch.Tensor) -> tuple[torch.Tensor, int]:

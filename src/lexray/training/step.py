@@ -22,7 +22,9 @@ def optimizer_step(
     """
     norm = float("nan")
     if grad_clip > 0:
-        norm = float(accelerator.clip_grad_norm_(model.parameters(), grad_clip))
+        # DeepSpeed clips inside its engine (its config's gradient_clipping) and may return None here
+        value = accelerator.clip_grad_norm_(model.parameters(), grad_clip)
+        norm = float(value) if value is not None else norm
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
