@@ -105,7 +105,7 @@ def fake_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str
     monkeypatch.setattr(lexray.evaluate.runner, "run_evaluation", run_evaluation)
     monkeypatch.setattr(lexray.index.store, "build_index", build_index)
     monkeypatch.setattr(lexray.index.model, "make_ref", lambda path: None)
-    monkeypatch.setattr(demo, "_load_model", lambda path: None)
+    monkeypatch.setattr(demo, "load_dual_encoder", lambda path: None)
 
     archive = tmp_path / "openi" / "NLMCXR_reports.tgz"
     archive.parent.mkdir()

@@ -63,6 +63,7 @@ _COMMANDS: dict[str, _Entry] = {
         "report generation, style robustness, zero-shot 5x200. `lexray evaluate --model RUN ...` = `run`.",
     ),
     "index": _Entry("index", "app", "Build and extend retrieval indexes (vectors + FAISS + metadata)."),
+    "experiment": _Entry("experiment", "app", "Experiments that train and evaluate grids of models (style-mix)."),
 }
 
 

@@ -211,7 +211,7 @@ def stage_clip(cfg: DemoConfig, phantoms: StageOutput, text: StageOutput, out: P
     return _run_stage("4/7 phantom CLIP: small CNN + cached frozen report tower", stage, run_dir, make)
 
 
-def _load_model(clip_run: Path) -> Any:
+def load_dual_encoder(clip_run: Path) -> Any:
     """The trained dual encoder; a frozen text tower reads the feature cache training filled."""
     from lexray.clip.model import DualEncoder
 
@@ -237,7 +237,7 @@ def stage_evaluate(cfg: DemoConfig, clip: StageOutput, phantoms: StageOutput, ou
         from lexray.evaluate.runner import run_evaluation
 
         run_evaluation(
-            _load_model(clip.path),
+            load_dual_encoder(clip.path),
             read_manifest(phantoms.path),
             eval_dir,
             config,
@@ -264,7 +264,7 @@ def stage_index(cfg: DemoConfig, clip: StageOutput, phantoms: StageOutput, out: 
 
         studies = [s for s in read_manifest(phantoms.path) if s.split in cfg.index_splits]
         report = build_index(
-            studies, _load_model(clip.path), make_ref(clip.path), index_dir, config, image_root=phantoms.path.parent
+            studies, load_dual_encoder(clip.path), make_ref(clip.path), index_dir, config, image_root=phantoms.path.parent
         )
         console.print(
             f"index of {report.studies} studies "
