@@ -287,3 +287,22 @@ def test_download_dest_that_is_a_file_is_refused_before_any_work(tmp_path, expor
     assert_named_error(result, "is a file, not a folder")
     result = _run("data", "download", "openi", "--dest", export / "sub", "--base-url", "http://127.0.0.1:9")
     assert_named_error(result, "is a file, not a folder")
+
+
+@pytest.mark.parametrize(
+    ("setting", "needle"),
+    [
+        ("size=0", "at least 32 pixels"),
+        ("size=-3", "at least 32 pixels"),
+        ("workers=-1", "workers"),
+        ("image_dir=../../escape", "inside the output manifest's folder"),
+        ("image_dir=/abs", "inside the output manifest's folder"),
+    ],
+)
+def test_phantom_settings_are_checked_before_rendering(tmp_path, setting, needle):
+    path = _manifest(tmp_path, 2)
+    result = _run(
+        "data", "phantom", "--manifest", path, "--out", tmp_path / "ph" / "m.parquet", "--set", setting
+    )
+    assert_named_error(result, needle)
+    assert not (tmp_path / "ph").exists() and not (tmp_path.parent / "escape").exists()

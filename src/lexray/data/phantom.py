@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lexray.config import ConfigError
 from lexray.data.study import Image, Study
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ DEVICES = (
     "hardware",
 )
 SYNTHETIC_TEXT = "SYNTHETIC"
+MIN_SIZE = 32  # smallest phantom side in pixels (the anatomy and burn-in need it)
 PNG_SYNTHETIC_KEY = "lexray-synthetic"
 
 
@@ -301,8 +303,8 @@ def render_phantom(findings: PhantomFindings, study_id: str, size: int = 256) ->
     Returns:
         float32 (size, size) in [0, 1], 0 = black, with a "SYNTHETIC" burn-in at the top left.
     """
-    if size < 32:
-        raise ValueError(f"phantom size must be at least 32 pixels, got {size}")
+    if size < MIN_SIZE:
+        raise ValueError(f"phantom size must be at least {MIN_SIZE} pixels, got {size}")
     seed = study_seed(study_id)
     rng = np.random.default_rng(seed)  # anatomy and noise
     frng = np.random.default_rng(
@@ -577,6 +579,17 @@ class PhantomConfig:
     image_dir: str = "images"  # folder for the PNGs, relative to the output manifest's folder
     splits: tuple[str, ...] = ()  # only these splits (empty = all)
     workers: int = 0  # rendering processes (0 = one per CPU core; 1 = in this process)
+
+    def __post_init__(self) -> None:
+        if self.size < MIN_SIZE:
+            raise ConfigError(f"size: a phantom needs at least {MIN_SIZE} pixels a side, got {self.size}")
+        if self.workers < 0:
+            raise ConfigError(f"workers: expected 0 (one per core) or more, got {self.workers}")
+        parts = Path(self.image_dir).parts
+        if not parts or Path(self.image_dir).is_absolute() or ".." in parts:
+            raise ConfigError(
+                f"image_dir: expected a folder inside the output manifest's folder, got {self.image_dir!r}"
+            )
 
 
 @dataclass
