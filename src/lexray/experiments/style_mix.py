@@ -25,7 +25,6 @@ import dataclasses
 import json
 import logging
 import random
-import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +33,10 @@ from typing import Any, Literal
 from lexray.config import load_config, save_config
 from lexray.data.study import Study
 from lexray.errors import LexrayError
+from lexray.experiments._table import ARMS, TEST_STYLES, summarize, write_table
 from lexray.pipelines.stages import StageRun, content_key, digest_file
 
 log = logging.getLogger(__name__)
-
-ARMS = ("a", "b")  # (a) own reports only; (b) (a) plus the hospital-style cohort
-TEST_STYLES = ("standard", "hospital")
 
 
 class ExperimentError(LexrayError, ValueError):
@@ -302,140 +299,6 @@ def run_cell(
             stage.finish()
         out[style] = eval_dir / "metrics.json"
     return out
-
-
-# ------------------------------------------------------------------------------------------------ table
-
-# (column, path into metrics.json); hit@K in %, report metrics in [0, 1].
-COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("i2t R@1", ("retrieval", "study/exact/image_to_text", "hit@1")),
-    ("i2t R@10", ("retrieval", "study/exact/image_to_text", "hit@10")),
-    ("t2i R@10", ("retrieval", "study/exact/text_to_image", "hit@10")),
-    ("i2t R@10 dedup", ("retrieval", "study/dedup/image_to_text", "hit@10")),
-    ("i2t R@1 same-findings", ("retrieval_same_group", "image_to_text", "hit@1")),
-    ("CheXpert F1 micro", ("generation", "chexpert", "f1_micro")),
-    ("ROUGE-L", ("generation", "rougeL")),
-)
-
-
-def _get(metrics: dict[str, Any], keys: Sequence[str]) -> float | None:
-    node: Any = metrics
-    for k in keys:
-        if not isinstance(node, dict) or k not in node:
-            return None
-        node = node[k]
-    return float(node) if isinstance(node, (int, float)) else None
-
-
-def _mean_sd(values: Sequence[float]) -> dict[str, float]:
-    return {
-        "mean": statistics.fmean(values),
-        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-        "n": float(len(values)),
-    }
-
-
-def summarize(cells: dict[tuple[str, str, int, str], Path]) -> dict[str, Any]:
-    """The table, read from the cells' metrics files: per tower, test style and arm, mean and sd over seeds,
-    and the degradation (b) - (a), paired by seed."""
-    values: dict[tuple[str, str, str, int], dict[str, float | None]] = {}
-    for (tower, arm, seed, style), path in cells.items():
-        metrics = json.loads(Path(path).read_text(encoding="utf-8"))
-        values[(tower, style, arm, seed)] = {name: _get(metrics, keys) for name, keys in COLUMNS}
-    towers = list(dict.fromkeys(t for t, _, _, _ in values))
-    seeds = sorted({s for _, _, _, s in values})
-    rows = []
-    for tower in towers:
-        for style in TEST_STYLES:
-            for arm in (*ARMS, "b-a"):
-                row: dict[str, Any] = {"tower": tower, "test": style, "arm": arm}
-                for name, _ in COLUMNS:
-                    if arm == "b-a":
-                        pairs = [
-                            (
-                                values.get((tower, style, "b", s), {}).get(name),
-                                values.get((tower, style, "a", s), {}).get(name),
-                            )
-                            for s in seeds
-                        ]
-                        got = [b - a for b, a in pairs if a is not None and b is not None]
-                    else:
-                        got = [
-                            v
-                            for s in seeds
-                            if (v := values.get((tower, style, arm, s), {}).get(name)) is not None
-                        ]
-                    row[name] = _mean_sd(got) if got else None
-                rows.append(row)
-    return {"columns": [c for c, _ in COLUMNS], "seeds": seeds, "rows": rows}
-
-
-def _cell_text(value: dict[str, float] | None, signed: bool) -> str:
-    if value is None:
-        return "n/a"
-    mean = f"{value['mean']:+.2f}" if signed else f"{value['mean']:.2f}"
-    return f"{mean} ± {value['sd']:.2f}"
-
-
-def write_table(table: dict[str, Any], folder: Path, synthetic: bool) -> Path:
-    """``table.md`` and ``table.json`` in ``folder``, and ``degradation.png`` (matplotlib)."""
-    lines = []
-    if synthetic:
-        lines += [
-            "Images are SYNTHETIC phantom radiographs rendered from each report's labelled findings; the "
-            "hospital cohort's phantoms come from the same findings as their rewritten reports. These "
-            "numbers test the pipeline and the text towers, not real radiographs.",
-            "",
-        ]
-    lines.append(
-        f"Mean ± sd over seeds {', '.join(map(str, table['seeds']))}; hit@K in %, report metrics in [0, 1]; "
-        "b-a is arm (b) minus arm (a), paired by seed (negative = adding the hospital cohort hurt)."
-    )
-    lines.append("")
-    header = ["tower", "test reports", "training", *table["columns"]]
-    lines.append("| " + " | ".join(header) + " |")
-    lines.append("|" + "---|" * len(header))
-    arm_name = {"a": "(a) own reports", "b": "(b) + hospital cohort", "b-a": "**b - a**"}
-    for row in table["rows"]:
-        cells = [_cell_text(row[c], row["arm"] == "b-a") for c in table["columns"]]
-        lines.append("| " + " | ".join([row["tower"], row["test"], arm_name[row["arm"]], *cells]) + " |")
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "table.json").write_text(json.dumps(table, indent=1), encoding="utf-8")
-    path = folder / "table.md"
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    _plot(table, folder / "degradation.png")
-    return path
-
-
-def _plot(table: dict[str, Any], path: Path, column: str = "i2t R@10") -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = [r for r in table["rows"] if r["arm"] == "b-a" and r[column] is not None]
-    towers = list(dict.fromkeys(r["tower"] for r in rows))
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(towers), 3.2))
-    width = 0.38
-    for j, style in enumerate(TEST_STYLES):
-        got = {r["tower"]: r[column] for r in rows if r["test"] == style}
-        xs = [i + (j - 0.5) * width for i, t in enumerate(towers) if t in got]
-        ax.bar(
-            xs,
-            [got[t]["mean"] for t in towers if t in got],
-            width,
-            yerr=[got[t]["sd"] for t in towers if t in got],
-            capsize=3,
-            label=f"{style} test reports",
-        )
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(towers)), towers, fontsize=8)
-    ax.set_ylabel(f"{column}: (b) - (a), points")
-    ax.set_title("Adding hospital-style reports to training", fontsize=9)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------------------ run
