@@ -10,10 +10,24 @@ Metrics exactly as defined in the benchmark README:
   the highest cosine. Chance is 0.25.
 
 The metric functions take embeddings, so any encoder (or the CLIP text tower) can be scored.
+
+:func:`load_bench` also reads the evaluation files of the published CXR text encoder's scripts (``.csv``,
+``.parquet`` or ``.jsonl`` with those columns), scored as those scripts score them:
+
+* ``instruction`` / ``query`` / ``answer`` (text retrieval): documents are the distinct answers
+  (whitespace-collapsed); a query hits when a top-k document has the same canonical text as its own
+  answer, so duplicate answers all count; ``recall@k`` with k clipped to the number of documents.
+* ``instruction`` / ``query`` / ``candidate0..3`` (error discrimination; candidate0 is correct):
+  ``accuracy_top1_strict`` (argmax is candidate0, the first index winning ties), ``accuracy_top1_tie_aware``
+  (within ``tol`` of the best), ``mean_margin``, ``mean_rank_candidate0`` and ``recall@k_within4``.
+
+Queries are ``query_format.format(instruction=..., query=...)`` of the stripped fields (the scripts'
+formats per model are ``lexray.text.published.QUERY_FORMATS``); documents and candidates are plain text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Callable, Sequence
@@ -40,12 +54,74 @@ class BenchItem:
     errors: tuple[tuple[str, str], ...]  # (error type, text) with exactly one clinically significant error
 
 
-def load_bench(path: str | Path) -> list[BenchItem]:
-    """Read a ``textbench-*.jsonl`` file.
+DEFAULT_QUERY_FORMAT = "{instruction}\n{query}"  # the published scripts' format for BERT-like models
+ERROR_CANDIDATES = 4
+
+
+@dataclass(frozen=True)
+class SeedRetrievalItem:
+    """One row of a published text-retrieval file."""
+
+    instruction: str  # task instruction of the query
+    query: str  # the query text
+    answer: str  # its target document
+
+
+@dataclass(frozen=True)
+class SeedErrorItem:
+    """One row of a published error-discrimination file."""
+
+    instruction: str  # task instruction of the query
+    query: str  # the query text
+    candidates: tuple[str, ...]  # candidate0 (correct) .. candidate3
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """Rows of a ``.csv``/``.parquet``/``.jsonl`` file as dicts; missing values become ""."""
+    import pandas as pd
+
+    if path.suffix == ".parquet":
+        frame = pd.read_parquet(path)
+    elif path.suffix == ".csv":
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    else:
+        frame = pd.read_json(path, lines=True, dtype=False)
+    return frame.fillna("").astype(str).to_dict("records")
+
+
+def load_seed_bench(path: str | Path) -> list[SeedRetrievalItem] | list[SeedErrorItem]:
+    """Read a published evaluation file (retrieval or error discrimination, by its columns).
+
+    Raises:
+        ValueError: the file has neither set of columns (the message lists them).
+    """
+    path = Path(path)
+    rows = _read_rows(path)
+    columns = set(rows[0]) if rows else set()
+    cand = [f"candidate{i}" for i in range(ERROR_CANDIDATES)]
+    if {"instruction", "query", *cand} <= columns:
+        return [SeedErrorItem(r["instruction"], r["query"], tuple(r[c] for c in cand)) for r in rows]
+    if {"instruction", "query", "answer"} <= columns:
+        return [SeedRetrievalItem(r["instruction"], r["query"], r["answer"]) for r in rows]
+    raise ValueError(
+        f"{path}: columns {sorted(columns)} are neither instruction/query/answer (retrieval) nor "
+        f"instruction/query/{'/'.join(cand)} (error discrimination)"
+    )
+
+
+def load_bench(path: str | Path) -> list[BenchItem] | list[SeedRetrievalItem] | list[SeedErrorItem]:
+    """Read a ``textbench-*.jsonl`` file, or a published evaluation file (see :func:`load_seed_bench`).
 
     Raises:
         ValueError: a line lacks a field; the message names the line and the field.
     """
+    path = Path(path)
+    if path.suffix in (".csv", ".parquet"):
+        return load_seed_bench(path)
+    with open(path, encoding="utf-8") as f:
+        first = next((line for line in f if line.strip()), "")
+    if first and "query" in json.loads(first):
+        return load_seed_bench(path)
     items = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -97,13 +173,91 @@ def error_discrimination(anchors: np.ndarray, correct: np.ndarray, errors: np.nd
     return float((good > bad.max(axis=1)).mean())
 
 
+def canonical_text(text: str) -> str:
+    """Whitespace collapsed and stripped: the form under which two answers are the same document."""
+    return " ".join(str(text).split())
+
+
+def text_id(text: str) -> int:
+    """The published scripts' document id: blake2b (8 bytes) of the canonical text, signed little-endian."""
+    digest = hashlib.blake2b(canonical_text(text).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
+
+
+def _queries(items: Sequence[SeedRetrievalItem | SeedErrorItem], query_format: str) -> list[str]:
+    return [query_format.format(instruction=it.instruction.strip(), query=it.query.strip()) for it in items]
+
+
+def seed_retrieval_metrics(
+    embed: Callable[[list[str]], np.ndarray],
+    items: Sequence[SeedRetrievalItem],
+    query_format: str = DEFAULT_QUERY_FORMAT,
+    ks: Sequence[int] = KS,
+    dedup_answers: bool = True,
+) -> dict[str, float]:
+    """Duplicate-aware text retrieval as the published script scores it (cosine, hit by canonical text)."""
+    answers = [it.answer for it in items]
+    if dedup_answers:  # one document per canonical answer, first occurrence kept
+        first = {}
+        for a in answers:
+            first.setdefault(text_id(a), canonical_text(a))
+        doc_ids, docs = list(first), list(first.values())
+    else:
+        doc_ids, docs = [text_id(a) for a in answers], answers
+    q = _unit(embed(_queries(items, query_format)))
+    d = _unit(embed(docs))
+    order = np.argsort(-(q @ d.T), axis=1, kind="stable")  # (N, M) best documents first
+    ranked_ids = np.asarray(doc_ids, dtype=np.int64)[order]
+    target = np.array([text_id(a) for a in answers], dtype=np.int64)[:, None]
+    out: dict[str, float] = {"n_queries": float(len(items)), "n_docs": float(len(docs))}
+    for k in ks:
+        k_eff = min(k, len(docs))
+        out[f"recall@{k_eff}"] = float((ranked_ids[:, :k_eff] == target).any(axis=1).mean())
+    return out
+
+
+def seed_error_metrics(
+    embed: Callable[[list[str]], np.ndarray],
+    items: Sequence[SeedErrorItem],
+    query_format: str = DEFAULT_QUERY_FORMAT,
+    tol: float = 1e-6,
+) -> dict[str, float]:
+    """Report-error discrimination as the published script scores it (candidate0 is correct)."""
+    n_cand = {len(it.candidates) for it in items}
+    if n_cand != {ERROR_CANDIDATES}:
+        raise ValueError(f"every row needs {ERROR_CANDIDATES} candidates, got {sorted(n_cand)}")
+    q = _unit(embed(_queries(items, query_format)))  # (N, D)
+    c = _unit(embed([t for it in items for t in it.candidates])).reshape(len(items), ERROR_CANDIDATES, -1)
+    sims = np.einsum("nd,ncd->nc", q, c)  # (N, 4)
+    best_other = sims[:, 1:].max(axis=1)
+    rank = 1 + (sims[:, 1:] > sims[:, :1]).sum(axis=1)  # candidate0's rank, ties in its favour
+    out = {
+        "accuracy_top1_strict": float((sims.argmax(axis=1) == 0).mean()),
+        "accuracy_top1_tie_aware": float((sims[:, 0] >= sims.max(axis=1) - tol).mean()),
+        "mean_margin": float((sims[:, 0] - best_other).mean()),
+        "mean_rank_candidate0": float(rank.mean()),
+    }
+    out.update({f"recall@{k}_within4": float((rank <= k).mean()) for k in range(1, ERROR_CANDIDATES + 1)})
+    out["chance_level"] = 1.0 / ERROR_CANDIDATES
+    out["n_total"] = float(len(items))
+    return out
+
+
 def evaluate_bench(
-    embed: Callable[[list[str]], np.ndarray], items: Sequence[BenchItem], ks: Sequence[int] = KS
+    embed: Callable[[list[str]], np.ndarray],
+    items: Sequence[BenchItem] | Sequence[SeedRetrievalItem] | Sequence[SeedErrorItem],
+    ks: Sequence[int] = KS,
+    query_format: str = DEFAULT_QUERY_FORMAT,
 ) -> dict[str, float]:
     """All benchmark metrics for an embedding function (texts -> (n, D) array).
 
-    Every distinct text is embedded once.
+    Every distinct text is embedded once. Items from a published evaluation file get that file's
+    metrics (:func:`seed_retrieval_metrics`, :func:`seed_error_metrics`), with queries in ``query_format``.
     """
+    if items and isinstance(items[0], SeedRetrievalItem):
+        return seed_retrieval_metrics(embed, items, query_format, ks)
+    if items and isinstance(items[0], SeedErrorItem):
+        return seed_error_metrics(embed, items, query_format)
     n_err = {len(it.errors) for it in items}
     if len(n_err) != 1:
         raise ValueError(f"every bench item needs the same number of error texts, got {sorted(n_err)}")

@@ -112,6 +112,21 @@ QUERY_FORMATS: dict[str, str] = {
 }
 
 
+def query_format_for(encoder: Any) -> str:
+    """The published scripts' query format for a :class:`lexray.text.TextEncoder` (its table row's).
+
+    The separator rule gets the LLM2Vec format, a published row's hub id its own, anything else the
+    BERT-style ``"{instruction}\n{query}"``.
+    """
+    config = encoder.config
+    if config.separator:
+        return QUERY_FORMATS["llm2vec4cxr"].replace(SEPARATOR, config.separator)
+    for name, row in PUBLISHED_TEXT_MODELS.items():
+        if config.model == row.hub_id and name in QUERY_FORMATS:
+            return QUERY_FORMATS[name]
+    return "{instruction}\n{query}"
+
+
 def encoder_settings(name: str, pooling: str | None = None, dtype: str = "float32") -> dict[str, Any]:
     """``TextEncoderConfig`` fields of the published model ``name`` (its own pooling unless given).
 
