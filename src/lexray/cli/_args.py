@@ -1,4 +1,7 @@
-"""Checks on a command's output paths, made before any work starts (a wrong --out costs no compute)."""
+"""Checks on command arguments: output paths before any work starts, and named messages for bad inputs.
+
+An output path is checked before a model loads or a file is read, so a wrong ``--out`` costs no compute.
+"""
 
 from __future__ import annotations
 
@@ -85,3 +88,21 @@ def check_index_dir(path: Path, option: str = "--out") -> Path:
                 f"e.g. {option} {path / 'index'}"
             )
     return path
+
+
+def not_utf8(path: Path, exc: UnicodeDecodeError, what: str = "text") -> str:
+    """A message naming a non-UTF-8 input file and, where known, the line and byte of the first bad byte.
+
+    The position is only known when the reader decoded the whole file at once (``exc.object`` is then
+    the file's bytes); a reader that decodes in chunks reports offsets within a chunk.
+    """
+    data = exc.object if isinstance(exc.object, bytes) else b""
+    try:
+        whole = len(data) == path.stat().st_size
+    except OSError:
+        whole = False
+    where = ""
+    if whole:
+        line = data.count(b"\n", 0, exc.start) + 1
+        where = f" (line {line}, byte 0x{data[exc.start]:02x} at byte offset {exc.start})"
+    return f"{path} is not UTF-8 {what}{where}; save it as UTF-8"

@@ -40,13 +40,16 @@ def cache_texts_cmd(
     also: list[str] = typer.Option(
         None, "--also", help="Also cache MANIFEST:SPLIT (repeatable), e.g. the test split."
     ),
-    shard: int = typer.Option(0, help="This process's shard (0-based)."),
-    num_shards: int = typer.Option(1, help="Processes filling the cache side by side."),
+    shard: int = typer.Option(0, min=0, help="This process's shard (0-based)."),
+    num_shards: int = typer.Option(1, min=1, help="Processes filling the cache side by side."),
 ) -> None:
     """Fill the frozen text tower's feature cache before training (each shard in its own process)."""
     from lexray.clip.data import SourceConfig
     from lexray.clip.train import fill_text_cache, load_train_config
 
+    if shard >= num_shards:
+        typer.secho(f"error: --shard {shard} must be below --num-shards {num_shards}", fg="red", err=True)
+        raise typer.Exit(2)
     extra = []
     for spec in also or []:
         manifest, sep, split = spec.rpartition(":")

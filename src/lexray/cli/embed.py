@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from lexray.cli._args import check_output_file
+
 app = typer.Typer(help="Embeddings from a trained dual encoder (images, texts).", no_args_is_help=True)
 
 
@@ -45,13 +47,14 @@ def images_cmd(
     image_root: Path | None = typer.Option(
         None, help="Folder relative image paths are under (default: the manifest's)."
     ),
-    batch_size: int = typer.Option(32, help="Images per forward pass."),
+    batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
 ) -> None:
     """Embed every image of the manifest's studies; unreadable images are skipped and counted."""
     from tqdm.auto import tqdm
 
     from lexray.data.images import ImageError, load_radiograph
 
+    check_output_file(out, example="images.npz", inputs=[manifest])
     encoder, studies = _load(model, manifest, split)
     root = image_root or manifest.parent
     rows: list[tuple[str, str]] = []
@@ -90,9 +93,10 @@ def texts_cmd(
     manifest: Path = typer.Option(..., "--manifest", help="Manifest whose reports to embed."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .npz (embeddings, study_id)."),
     split: str | None = typer.Option(None, help="Only this split (default: all)."),
-    batch_size: int = typer.Option(32, help="Reports per forward pass."),
+    batch_size: int = typer.Option(32, min=1, help="Reports per forward pass."),
 ) -> None:
     """Embed each study's findings + impression; studies without report text are skipped."""
+    check_output_file(out, example="texts.npz", inputs=[manifest])
     encoder, studies = _load(model, manifest, split)
     kept = [s for s in studies if s.report_text.strip()]
     if len(kept) < len(studies):

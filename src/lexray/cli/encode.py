@@ -13,7 +13,7 @@ import numpy as np
 import typer
 
 from lexray import models
-from lexray.cli._outputs import check_output_file
+from lexray.cli._args import check_output_file
 from lexray.errors import LexrayError
 
 

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.markdown import Markdown
 
+from lexray.cli._args import check_output_dir, check_output_file, not_utf8
 from lexray.config import ConfigError, load_config
 from lexray.data.manifest import ManifestError, read_manifest
 from lexray.evaluate.runner import EvaluateConfig, run_evaluation
@@ -70,6 +71,7 @@ def _run(
                 f"missing {', '.join(missing)}: e.g. lexray evaluate --model RUN --manifest M --out DIR"
             )
         )
+    check_output_dir(Path(out))
     try:
         extra = [f"split={split}"] if split else []
         cfg = load_config(EvaluateConfig, config, [*overrides, *extra])
@@ -139,6 +141,8 @@ def compare(
     """Put evaluation runs side by side (one column per run)."""
     from lexray.evaluate.report import compare_runs
 
+    if out:
+        check_output_file(out, example="compare.md")
     try:
         table = compare_runs(runs)
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as exc:
@@ -160,12 +164,16 @@ def build_5x200(
     split: str | None = typer.Option(
         None, "--split", help="MIMIC: restrict to this split (train/validate/test)."
     ),
-    n_per_class: int = typer.Option(200, "--n-per-class", help="Images per class."),
+    n_per_class: int = typer.Option(200, "--n-per-class", min=1, help="Images per class."),
     seed: int = typer.Option(0, "--seed", help="Seed of the deterministic draw."),
 ) -> None:
     """Build a CheXpert 5x200 or MIMIC 5x200 zero-shot set from a label file (deterministic for a seed)."""
     from lexray.evaluate.fivex200 import build_chexpert_5x200, build_mimic_5x200
 
+    check_output_file(out, example="5x200.csv", inputs=[p for p in (labels, metadata, split_csv) if p])
+    for given in (labels, metadata, split_csv):
+        if given is not None and not given.is_file():
+            raise _fail(FileNotFoundError(f"{given} does not exist or is not a file; give the CSV"))
     try:
         if kind == "chexpert":
             df = build_chexpert_5x200(labels, n_per_class=n_per_class, seed=seed)
@@ -173,6 +181,8 @@ def build_5x200(
             df = build_mimic_5x200(labels, metadata, split_csv, split, n_per_class=n_per_class, seed=seed)
         else:
             raise ValueError(f"--kind must be chexpert or mimic, got {kind!r}")
+    except UnicodeDecodeError as exc:
+        raise _fail(ValueError(not_utf8(labels, exc, "CSV"))) from exc
     except (OSError, ValueError) as exc:
         raise _fail(exc) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -187,17 +197,21 @@ def text_bench(
     ),
     bench: Path = typer.Option(..., "--bench", help="A textbench-*.jsonl file."),
     out: Path | None = typer.Option(None, "--out", help="Write the metrics as JSON here."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Embedding batch size."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Embedding batch size."),
 ) -> None:
     """The report-encoder text benchmark (lexray.text.bench): style-robust retrieval, error discrimination."""
     try:
         from lexray.text.bench import evaluate_bench, load_bench
     except ImportError as exc:
         raise _fail(RuntimeError(f"the text benchmark module is not available: {exc}")) from exc
+    if out:
+        check_output_file(out, example="metrics.json", inputs=[bench])
     try:
         items = load_bench(bench)
         embed = _text_embedder(model, batch_size)
         metrics = evaluate_bench(embed, items)
+    except UnicodeDecodeError as exc:
+        raise _fail(ValueError(not_utf8(bench, exc, "JSON lines"))) from exc
     except (FileNotFoundError, ValueError) as exc:
         raise _fail(exc) from exc
     if out:

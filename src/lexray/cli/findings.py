@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lexray.cli._args import check_output_file, not_utf8
 from lexray.config import ConfigError, load_config, save_config
 from lexray.findings import CHEXPERT_OBSERVATIONS, STATUSES, get_labeler
 from lexray.findings.runs import LabelRunConfig, label_counts, label_file
@@ -35,12 +36,15 @@ def label_cmd(
     ),
 ) -> None:
     """Label every report; bad records go to <stem>.rejects.jsonl, the resolved config beside the labels."""
+    check_output_file(out, example="labels.jsonl", inputs=[reports])
     try:
         cfg = load_config(LabelRunConfig, config, overrides or [])
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     try:
         stats = label_file(reports, out, cfg)
+    except UnicodeDecodeError as exc:
+        raise _fail(not_utf8(reports, exc)) from exc
     except (FileNotFoundError, ValueError) as exc:
         raise _fail(str(exc)) from exc
     save_config(cfg, out.parent, filename=f"{out.name.split('.')[0]}.config.yaml")
@@ -84,7 +88,14 @@ def stats_cmd(
     """Count reports per observation and status."""
     if not labels.is_file():
         raise _fail(f"{labels} does not exist")
-    counts = label_counts(labels)
+    try:
+        counts = label_counts(labels)
+    except UnicodeDecodeError as exc:
+        raise _fail(not_utf8(labels, exc, "JSON lines")) from exc
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not the labeler's JSON lines
+        raise _fail(
+            f"{labels} is not a labels file written by `lexray findings label` ({type(exc).__name__}: {exc})"
+        ) from exc
     table = Table("observation", *STATUSES)
     for name in CHEXPERT_OBSERVATIONS:
         table.add_row(name, *(str(counts[name][s]) for s in STATUSES))

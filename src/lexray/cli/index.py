@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lexray.cli._args import check_index_dir
 from lexray.config import ConfigError, load_config
 from lexray.data.manifest import ManifestError, read_manifest
 from lexray.index import (
@@ -74,6 +75,7 @@ def build(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Embed a manifest's images and reports and write an index (resumes an interrupted build)."""
+    check_index_dir(out)
     try:
         cfg = load_config(IndexConfig, config, overrides)
         studies = read_manifest(manifest)

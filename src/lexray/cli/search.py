@@ -33,6 +33,10 @@ def search(
     if target not in (None, "text", "image"):
         typer.secho(f"error: --target must be 'text' or 'image', got {target!r}", fg="red", err=True)
         raise typer.Exit(2)
+    if image is not None and not image.is_file():
+        kind = "is a folder" if image.is_dir() else "does not exist"
+        typer.secho(f"error: --image {image} {kind}; give a PNG, JPEG or DICOM file", fg="red", err=True)
+        raise typer.Exit(2)
     try:
         searcher = Searcher.open(index)
         if image is not None:

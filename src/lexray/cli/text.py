@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lexray.cli._args import check_output_dir, check_output_file, not_utf8
 from lexray.config import ConfigError, load_config
 
 app = typer.Typer(help="LLM report encoders: training, text benchmark, export.", no_args_is_help=True)
@@ -57,7 +58,7 @@ def evaluate(
         ..., "--model", "-m", help="Encoder dir, alias (minilm-l6, smollm2-135m), hub id."
     ),
     bench: Path = typer.Option(..., "--bench", "-b", help="textbench JSONL file (evaluation only)."),
-    batch_size: int = typer.Option(16, help="Texts per forward pass."),
+    batch_size: int = typer.Option(16, min=1, help="Texts per forward pass."),
     pooling: str = typer.Option(None, help="Pooling for a base model: mean | last | latent (default mean)."),
     causal: bool = typer.Option(False, "--causal", help="Keep a decoder's causal mask (base models only)."),
     dtype: str = typer.Option(
@@ -66,6 +67,8 @@ def evaluate(
     out: Path = typer.Option(None, "--out", "-o", help="Write the metrics as JSON here."),
 ) -> None:
     """Score an encoder on a text benchmark (style retrieval R@k, error discrimination)."""
+    if out is not None:
+        check_output_file(out, example="metrics.json", inputs=[bench])
     from lexray.text import TextEncoder, is_encoder_dir
     from lexray.text.bench import evaluate_bench, load_bench
 
@@ -81,6 +84,8 @@ def evaluate(
     try:
         items = load_bench(bench)
         encoder = TextEncoder.from_pretrained(model, **overrides)
+    except UnicodeDecodeError as exc:
+        _fail(ValueError(not_utf8(bench, exc, "JSON lines")))
     except (ValueError, OSError) as exc:
         _fail(exc)
     metrics = evaluate_bench(
@@ -108,6 +113,8 @@ def export_st(
     """Write a sentence-transformers directory (mean or last-token pooling) of a lexray encoder."""
     from lexray.text.export import export_sentence_transformers
 
+    check_output_dir(out, option="OUT")
+
     try:
         path = export_sentence_transformers(model, out)
     except (ValueError, OSError) as exc:
@@ -124,13 +131,14 @@ def bench_skeleton(
     split_file: Path = typer.Option(None, help="Split JSON for Open-i (e.g. r2gen_split.json)."),
     manifest: Path = typer.Option(None, help="A lexray manifest.parquet instead of Open-i."),
     split: str = typer.Option("test", help="Split the held-out reports come from."),
-    n: int = typer.Option(100, help="Reports to draw."),
+    n: int = typer.Option(100, min=1, help="Reports to draw."),
     seed: int = typer.Option(0, help="Seed of the draw."),
 ) -> None:
     """Draw the source reports of a held-out text bench (abnormal, de-duplicated) for hand-written variants."""
     from lexray.data.manifest import read_studies
     from lexray.text.bench import select_bench_studies, write_bench_skeleton
 
+    check_output_file(out, example="textbench.jsonl", inputs=[p for p in (manifest, openi, split_file) if p])
     try:
         studies = read_studies(manifest, openi, split_file)
         chosen = select_bench_studies([s for s in studies if s.split == split], n=n, seed=seed)

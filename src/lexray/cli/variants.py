@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lexray.cli._args import check_output_dir
 from lexray.config import ConfigError, load_config, save_config
 
 app = typer.Typer(help="Report variants (rules or LLM) checked by the finding labeler.", no_args_is_help=True)
@@ -50,6 +51,7 @@ def make(
     from lexray.variants.prompts import PromptError
     from lexray.variants.store import VariantStore
 
+    check_output_dir(out)
     overrides = list(set_ or [])
     if styles:
         overrides.append(f"styles={json.dumps(_csv(styles))}")
