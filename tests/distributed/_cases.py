@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -152,6 +153,36 @@ def sharded_embedding(rank: int | None = None, world: int | None = None) -> torc
     )
 
 
+class FakeEmbedder:
+    """Row i is a function of item i; an item "bad" cannot be embedded."""
+
+    def embed_texts(self, texts: list[str], batch_size: int) -> np.ndarray:
+        if "bad" in texts:
+            raise ValueError("cannot read 'bad'")
+        return np.array([[len(t), sum(map(ord, t)) % 97, 1.0] for t in texts], dtype=np.float32)
+
+    embed_images = embed_texts
+
+
+REPORT_ITEMS = [f"report {'x' * i}" for i in range(7)]
+
+
+def sharded_embedder(rank: int | None = None, world: int | None = None) -> dict[str, Any]:
+    """Both calls over 7 items (uneven shares), and the error every process sees for a bad item."""
+    from lexray.training import ShardedEmbedder
+
+    model = ShardedEmbedder(FakeEmbedder(), rank, world)
+    out: dict[str, Any] = {
+        "texts": model.embed_texts(REPORT_ITEMS, 2),
+        "images": model.embed_images(REPORT_ITEMS[:1], 2),
+    }
+    try:
+        model.embed_texts(["ok", "bad", "ok too"], 2)
+    except ValueError as exc:
+        out["error"] = str(exc)
+    return out
+
+
 def main(tiny_llama_dir: str, out: str) -> None:
     """Run every case as one of the launched processes; rank 0 saves the results."""
     import torch.distributed as dist
@@ -168,6 +199,10 @@ def main(tiny_llama_dir: str, out: str) -> None:
         "siglip": clip_step(accelerator, "siglip"),
         "embedding": sharded_embedding(),
     }
+    embedder = sharded_embedder()  # every process must see the same error; rank 0's is saved below
+    errors: list[Any] = [None] * accelerator.num_processes
+    dist.all_gather_object(errors, embedder.get("error"))
+    results["embedder"], results["embedder_errors"] = embedder, errors
     shards: list[Any] = [None] * accelerator.num_processes
     dist.all_gather_object(shards, sampler_batches(accelerator.process_index, accelerator.num_processes))
     results["sampler"] = shards

@@ -92,3 +92,15 @@ def test_batch_samplers_stay_duplicate_free_across_processes(two_processes):
 
 def test_sharded_embedding_equals_one_process_row_for_row(two_processes):
     torch.testing.assert_close(two_processes["embedding"], cases.sharded_embedding(0, 1), rtol=0, atol=0)
+
+
+def test_sharded_embedder_equals_one_process_and_fails_everywhere_alike(two_processes):
+    import numpy as np
+
+    one = cases.sharded_embedder(0, 1)
+    two = two_processes["embedder"]
+    np.testing.assert_array_equal(two["texts"], one["texts"])
+    np.testing.assert_array_equal(two["images"], one["images"])  # one item: process 1 has none
+    assert one["error"] == "cannot read 'bad'"  # one process: the model's own error, unchanged
+    # "bad" is item 1: process 1's share; both processes raise the same ValueError
+    assert two_processes["embedder_errors"] == ["process 1: ValueError: cannot read 'bad'"] * 2

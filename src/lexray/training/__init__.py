@@ -17,12 +17,14 @@ from lexray.training.distributed import (
 )
 from lexray.training.metrics import METRICS_FILE, MetricsLog
 from lexray.training.optim import OptimConfig, build_adamw, lr_schedule, param_groups
+from lexray.training.sharded import ShardedEmbedder
 from lexray.training.step import optimizer_step
 
 __all__ = [
     "METRICS_FILE",
     "MetricsLog",
     "OptimConfig",
+    "ShardedEmbedder",
     "build_adamw",
     "gather_rows",
     "gather_varlen_with_grad",
