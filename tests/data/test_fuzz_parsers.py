@@ -328,3 +328,45 @@ def test_fuzz_helpers_fail_on_foreign_errors():
     with pytest.raises(KeyError):
         _call(lambda: {}["x"])
     assert _call(lambda: (_ for _ in ()).throw(LexrayError("x"))) is None
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    reports=st.lists(cell_text, max_size=5),
+    garbage=st.binary(max_size=80),
+    fmt=st.sampled_from(["csv", "jsonl"]),
+)
+def test_data_prepare_on_hostile_exports_exits_0_or_2_without_traceback(
+    tmp_path_factory, reports, garbage, fmt
+):
+    from typer.testing import CliRunner
+
+    from lexray.cli.main import app
+
+    folder = tmp_path_factory.mktemp("cli")
+    rows = [[f"S{i}", f"P{i}", r] for i, r in enumerate(reports)]
+    if fmt == "csv":
+        data = _write_csv(rows, ",")[0].encode() + garbage
+    else:
+        data = (
+            b"".join(
+                json.dumps(dict(zip(["study_id", "patient_id", "report"], r, strict=True))).encode() + b"\n"
+                for r in rows
+            )
+            + garbage
+        )
+    export = folder / f"e.{fmt}"
+    export.write_bytes(data)
+    out = folder / "m.parquet"
+    recipe = folder / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"hospital": [{"path": str(export), "image_path": None}]}))
+    result = CliRunner().invoke(app, ["data", "prepare", "--config", str(recipe), "--out", str(out)])
+    assert result.exit_code in (0, 2), result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    if result.exit_code == 0:
+        manifest = {s.study_id for s in read_manifest(out)}
+        rejected = {r.record for r in read_rejects(out)}
+        for i, n in enumerate(_write_csv(rows, ",")[1] if fmt == "csv" else range(1, len(rows) + 1)):
+            # Garbage appended after the records cannot take them: each is kept or rejected by its line.
+            assert f"hospital-S{i}" in manifest or f"e.{fmt}:line {n}" in rejected

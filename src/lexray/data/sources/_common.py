@@ -170,7 +170,8 @@ def studies_from_rows(
         if check_images and images:
             missing = set(checker.missing(images))
             for m in sorted(missing):
-                result.rejects.append(Reject(source, record, "missing_image", f"{m} does not exist"))
+                hint = "" if os.path.isabs(m) else " (a relative path: set image_root to the images' folder)"
+                result.rejects.append(Reject(source, record, "missing_image", f"{m} does not exist{hint}"))
             images = [i for i in images if i.path not in missing]
             if not images:
                 result.rejects.append(
