@@ -182,7 +182,7 @@ def _apply_to_entries(
 ) -> None:
     """``head.N.key=v`` sets entry N of a list of sections; ``head.key=v`` sets every entry."""
     entries = data.get(head) or []
-    if isinstance(entries, Mapping) or isinstance(entries, str) or not isinstance(entries, Sequence):
+    if isinstance(entries, (Mapping, str)) or not isinstance(entries, Sequence):
         raise ConfigError(f"{full}: {head} must be a list of {cls.__name__} entries, got {entries!r}")
     entries = [to_dict(e) if dataclasses.is_dataclass(e) else e for e in entries]
     if rest[0].isdigit():

@@ -306,3 +306,11 @@ def test_phantom_settings_are_checked_before_rendering(tmp_path, setting, needle
     )
     assert_named_error(result, needle)
     assert not (tmp_path / "ph").exists() and not (tmp_path.parent / "escape").exists()
+
+
+def test_a_recipe_path_with_a_nul_byte_is_a_named_error(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text('hospital:\n  - path: "a\\0b.csv"\n')
+    assert_named_error(
+        _run("data", "prepare", "--config", recipe, "--out", tmp_path / "m.parquet"), "does not exist"
+    )

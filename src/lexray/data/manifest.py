@@ -238,11 +238,11 @@ def check_output_manifest(
     for parent in out.parents:
         if parent.exists() and not parent.is_dir():
             raise ManifestError(f"--out {out}: {parent} is a file, not a folder; choose another --out")
-    protected = {Path(p).resolve(): Path(p) for p in inputs}
+    protected = {_canonical(p): Path(p) for p in inputs}
     for target in (out, rejects_path(out), *map(Path, companions)):
-        if target.resolve() in protected:
+        if _canonical(target) in protected:
             raise ManifestError(
-                f"--out {out} would overwrite the input {protected[target.resolve()]}; choose another --out"
+                f"--out {out} would overwrite the input {protected[_canonical(target)]}; choose another --out"
             )
         if target != out and target.is_dir():
             raise ManifestError(f"--out {out}: {target} is a folder; remove it or choose another --out")
@@ -251,6 +251,14 @@ def check_output_manifest(
             f"--out {out} exists and is not a lexray manifest; choose another --out (or delete it)"
         )
     return out
+
+
+def _canonical(path: str | Path) -> Path:
+    """The path with symlinks resolved, or just made absolute when it cannot be (a NUL byte, a loop)."""
+    try:
+        return Path(path).resolve()
+    except (OSError, ValueError, RuntimeError):
+        return Path(os.path.abspath(path))
 
 
 def is_manifest(path: str | Path) -> bool:
