@@ -289,3 +289,27 @@ def test_imported_model_runs_through_evaluate_index_search_serve(published, tmp_
     body = client.post("/v1/search/image", files={"file": ("ph1.png", (tmp_path / "img" / "ph1.png").read_bytes(),
                                                           "image/png")}).json()  # fmt: skip
     assert body["results"]
+
+
+def test_real_size_eva_is_inferred_as_timms_eva02_clip_l14_at_448():
+    """The published shapes (EVA02-CLIP-L/14, 448 px) give timm's own model, on the meta device (no memory)."""
+    import timm
+
+    from lexray.clip.published import _vision_config
+
+    meta = {"device": "meta"}
+    visual = {
+        "pos_embed": torch.empty(1, 1025, 1024, **meta),
+        "patch_embed.proj.weight": torch.empty(1024, 3, 14, 14, **meta),
+        "norm.weight": torch.empty(1024, **meta),
+        "head.weight": torch.empty(1280, 1024, **meta),
+        **{f"blocks.{i}.mlp.w1.weight": torch.empty(2730, 1024, **meta) for i in range(24)},
+    }
+    vision = _vision_config(visual, "llm2clip4cxr.bin")
+    assert vision.image_size == 448 and vision.resize == "shorter_crop" and vision.interpolation == "bicubic"
+    with torch.device("meta"):
+        ours = timm.create_model(vision.model, num_classes=0, img_size=448, **vision.timm_kwargs)
+        reference = timm.create_model("eva02_large_patch14_clip_336", num_classes=0, img_size=448)
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()
+    }
