@@ -198,3 +198,28 @@ def test_hospital_images_are_checked_by_default_and_misses_are_rejects(tmp_path)
     }
     unchecked = load_hospital(HospitalConfig(path=path, image_root=tmp_path, check_images=False))
     assert len(unchecked.studies) == 3 and not unchecked.rejects
+
+
+def test_mimic_reports_zip_truncated_or_with_a_damaged_member(mimic_tree, tmp_path):
+    import zipfile
+
+    from lexray.data.sources.mimic import load_mimic_cxr
+
+    archive = tmp_path / "mimic-cxr-reports.zip"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for report in sorted((mimic_tree / "files").rglob("s*.txt")):
+            z.write(report, str(report.relative_to(mimic_tree)))
+    data = archive.read_bytes()
+    partial = tmp_path / "partial.zip"
+    partial.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SourceError, match="not a zip archive"):
+        load_mimic_cxr(mimic_tree, reports=partial)
+    with zipfile.ZipFile(archive) as z:
+        first = z.infolist()[0]
+    damaged = bytearray(data)
+    start = first.header_offset + 30 + len(first.filename) + 2
+    for k in range(start, start + 4):
+        damaged[k] ^= 0xFF
+    archive.write_bytes(bytes(damaged))
+    result = load_mimic_cxr(mimic_tree, reports=archive)
+    assert [r.reason for r in result.rejects].count("unreadable_report") == 1

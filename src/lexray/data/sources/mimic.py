@@ -26,6 +26,7 @@ cost is reading one report file.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lexray.data.sections import parse_report
-from lexray.data.sources import SourceNotFoundError, SourceResult
+from lexray.data.sources import SourceError, SourceNotFoundError, SourceResult
 from lexray.data.sources._common import ImageChecker, read_report, require_columns
 from lexray.data.sources._tables import read_table_file
 from lexray.data.splits import SPLIT_ALIASES
@@ -66,8 +67,15 @@ class _ReportReader:
         self.root = root
         self.zip: zipfile.ZipFile | None = None
         self.names: dict[str, str] = {}
-        if root.is_file() and zipfile.is_zipfile(root):
-            self.zip = zipfile.ZipFile(root)
+        if root.is_file():
+            if not zipfile.is_zipfile(root):
+                raise SourceError(
+                    f"{root}: not a zip archive (a partial download?); give mimic-cxr-reports.zip"
+                )
+            try:
+                self.zip = zipfile.ZipFile(root)
+            except (zipfile.BadZipFile, OSError) as exc:
+                raise SourceError(f"{root}: unreadable zip archive ({exc}); download it again") from exc
             # Zip members may sit under a top folder ("mimic-cxr-reports/files/..."): index by the tail.
             for name in self.zip.namelist():
                 i = name.find("files/")
@@ -80,7 +88,10 @@ class _ReportReader:
         member = self.names.get(rel)
         if member is None:
             return None, Reject(SOURCE, record, "missing_report", f"{rel} is not in {self.root}")
-        data = self.zip.read(member)
+        try:
+            data = self.zip.read(member)
+        except (zipfile.BadZipFile, OSError, zlib.error, EOFError) as exc:  # a damaged member
+            return None, Reject(SOURCE, record, "unreadable_report", f"{rel} in {self.root}: {exc}")
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
