@@ -208,6 +208,11 @@ def test_truncated_and_foreign_files(published_dir, tmp_path):
     (src / "model.safetensors").unlink()
     with pytest.raises(CheckpointError, match="no model.safetensors"):
         import_llm2vec4cxr(src, tmp_path / "enc")
+    shutil.copy(published_dir / "model.safetensors", src / "model.safetensors")
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (src / name).unlink()
+    with pytest.raises(CheckpointError, match="tokenizer"):
+        import_llm2vec4cxr(src, tmp_path / "enc")
 
 
 def test_offline_hub_id_gives_the_clear_error(tmp_path, monkeypatch):

@@ -360,7 +360,10 @@ def load_llm2vec4cxr(source: str | Path, pooling: str = "latent", dtype: str = "
     if not (directory / "config.json").is_file():
         raise CheckpointError(f"{directory} has no config.json; it is not a copy of {LLM2VEC4CXR_HUB_ID}")
     # No remote code: the checkpoint is a plain Llama; `auto_map` and `architectures` are ignored.
-    model_config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
+    try:
+        model_config = AutoConfig.from_pretrained(directory, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{directory}/config.json cannot be read ({exc}); download it again") from exc
     if model_config.model_type != "llama":
         raise CheckpointError(
             f"{directory}/config.json has model_type {model_config.model_type!r}; LLM2Vec4CXR is a llama"
@@ -394,7 +397,13 @@ def load_llm2vec4cxr(source: str | Path, pooling: str = "latent", dtype: str = "
         )
     backbone.to(_DTYPES[dtype]).eval()
     row = PUBLISHED_TEXT_MODELS["llm2vec4cxr"]
-    tokenizer = AutoTokenizer.from_pretrained(directory)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{directory} has no usable tokenizer files (tokenizer.json, tokenizer_config.json): {exc}; "
+            f"download the whole repository (`hf download {LLM2VEC4CXR_HUB_ID} --local-dir DIR`)"
+        ) from exc
     if row.pad_is_eos:  # pads are pooled when n = 0, so their token matters
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = row.padding_side
