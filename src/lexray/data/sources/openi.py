@@ -83,7 +83,11 @@ def _iter_xml(path: Path) -> Iterator[tuple[str, bytes]]:
                     f"{path}: no Open-i XML files (expected ecgen-radiology/N.xml or {ARCHIVE_NAME})"
                 )
             for f in files:
-                yield f.name, f.read_bytes()
+                try:
+                    data = f.read_bytes()
+                except OSError as exc:
+                    raise SourceError(f"{f}: cannot read the report ({exc.strerror or exc})") from exc
+                yield f.name, data
             return
     if not path.is_file():
         raise SourceNotFoundError(f"{path} does not exist: pass {ARCHIVE_NAME} or its extracted folder")
