@@ -223,3 +223,12 @@ def test_mimic_reports_zip_truncated_or_with_a_damaged_member(mimic_tree, tmp_pa
     archive.write_bytes(bytes(damaged))
     result = load_mimic_cxr(mimic_tree, reports=archive)
     assert [r.reason for r in result.rejects].count("unreadable_report") == 1
+
+
+def test_openi_folder_with_an_unreadable_report_is_a_named_error(tmp_path):
+    from lexray.data.sources.openi import load_openi
+
+    folder = tmp_path / "ecgen-radiology"
+    (folder / "1.xml").mkdir(parents=True)  # unreadable as a file
+    with pytest.raises(SourceError, match="1.xml: cannot read the report"):
+        load_openi(tmp_path)
