@@ -143,16 +143,6 @@ def sampler_batches(rank: int, world: int) -> dict[str, list[list[str]]]:
     return {"text": [[e.anchor for e in b] for b in text], "clip": [[d.text for d in b] for b in clip]}
 
 
-def sharded_embedding(rank: int | None = None, world: int | None = None) -> torch.Tensor:
-    """Row i is a function of item i only; 11 items do not split evenly over 2 processes."""
-    from lexray.training import sharded_map
-
-    items = list(range(11))
-    return sharded_map(
-        lambda b: torch.tensor([[i, i * i, -i] for i in b], dtype=torch.float32), items, 2, rank, world
-    )
-
-
 class FakeEmbedder:
     """Row i is a function of item i; an item "bad" cannot be embedded."""
 
@@ -197,7 +187,6 @@ def main(tiny_llama_dir: str, out: str) -> None:
         "gradcache": text_step(accelerator, tiny_llama_dir, 3),
         "clip": clip_step(accelerator, "clip"),
         "siglip": clip_step(accelerator, "siglip"),
-        "embedding": sharded_embedding(),
     }
     embedder = sharded_embedder()  # every process must see the same error; rank 0's is saved below
     errors: list[Any] = [None] * accelerator.num_processes

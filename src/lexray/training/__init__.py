@@ -13,7 +13,6 @@ from lexray.training.distributed import (
     gather_with_grad,
     make_accelerator,
     rank_slice,
-    sharded_map,
 )
 from lexray.training.metrics import METRICS_FILE, MetricsLog
 from lexray.training.optim import OptimConfig, build_adamw, lr_schedule, param_groups
@@ -37,5 +36,4 @@ __all__ = [
     "param_groups",
     "rank_slice",
     "save_checkpoint",
-    "sharded_map",
 ]

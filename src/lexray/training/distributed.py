@@ -1,4 +1,4 @@
-"""Processes: the Accelerator, gathering with gradients, rank shards of batches and of embedding work.
+"""Processes: the Accelerator, gathering with gradients, each process's share of a global batch.
 
 Every collective here is a no-op on one process, so the single-process numerics are exactly those of
 plain PyTorch. Launch several processes with ``accelerate launch --num_processes N`` (or ``torchrun``);
@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import torch
@@ -139,50 +139,3 @@ def rank_slice(batch: Sequence[T], rank: int, world: int) -> list[T]:
         raise ValueError(f"a global batch of {len(batch)} does not split into {world} equal shares")
     size = len(batch) // world
     return list(batch[rank * size : (rank + 1) * size])
-
-
-def sharded_map(
-    fn: Callable[[Sequence[T]], torch.Tensor],
-    items: Sequence[T],
-    batch_size: int,
-    rank: int | None = None,
-    world: int | None = None,
-) -> torch.Tensor:
-    """``fn`` over ``items`` in batches, split across processes, returned whole and in order on every one.
-
-    Process r embeds items r, r + world, r + 2 world, ... (rank-strided, so long and short texts spread
-    evenly); the rows are gathered and put back in item order. Every process must call it with the same
-    items. On one process it is ``torch.cat([fn(batch) for batch in batches])``.
-
-    Args:
-        fn: a batch of items -> (len(batch), D) tensor.
-        items: everything to embed.
-        batch_size: items per call of ``fn``.
-        rank: this process (default: the process group's rank).
-        world: number of processes (default: the process group's size).
-    """
-    if not items:
-        raise ValueError("sharded_map: nothing to embed")
-    world = world if world is not None else _world()
-    rank = rank if rank is not None else (dist.get_rank() if world > 1 else 0)
-    mine = list(items[rank::world])
-    parts = [fn(mine[i : i + batch_size]) for i in range(0, len(mine), batch_size)]
-    local = torch.cat(parts) if parts else None
-    if world == 1 and local is not None:
-        return local
-    # Processes with no item still need the row width and dtype to join the gather.
-    meta = [None] * world
-    dist.all_gather_object(meta, None if local is None else (tuple(local.shape[1:]), local.dtype))
-    shape, dtype = next(m for m in meta if m is not None)
-    width = -(-len(items) // world)  # rows of the fullest shard
-    device = local.device if local is not None else torch.device("cpu")
-    padded = torch.zeros((width, *shape), dtype=dtype, device=device)
-    if local is not None:
-        padded[: local.shape[0]] = local
-    shards = [torch.empty_like(padded) for _ in range(world)]
-    dist.all_gather(shards, padded)
-    out = torch.empty((len(items), *shape), dtype=dtype, device=device)
-    for r, shard in enumerate(shards):
-        n = len(range(r, len(items), world))
-        out[r::world] = shard[:n]
-    return out
