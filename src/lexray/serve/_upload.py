@@ -34,22 +34,37 @@ class DecodedUpload:
     kind: str  # "dicom" or the PIL format name ("PNG", "JPEG")
 
 
-def _is_dicom(data: bytes, filename: str) -> bool:
-    return data[128:132] == b"DICM" or filename.lower().endswith((".dcm", ".dicom"))
+def _has_dicom_preamble(data: bytes) -> bool:
+    return data[128:132] == b"DICM"
+
+
+def _probe_dicom(data: bytes, filename: str) -> tuple[str, int, int]:
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
+    except (InvalidDicomError, ValueError, TypeError, EOFError, OSError) as exc:
+        raise UploadError(400, f"{filename}: not a readable DICOM image ({type(exc).__name__})") from exc
+    if "Rows" not in ds or "Columns" not in ds:
+        raise UploadError(400, f"{filename}: not a DICOM image (its header has no Rows and Columns)")
+    try:
+        return "dicom", int(ds.Columns), int(ds.Rows)
+    except (TypeError, ValueError) as exc:
+        raise UploadError(400, f"{filename}: the DICOM Rows and Columns are not numbers") from exc
 
 
 def _probe(data: bytes, filename: str) -> tuple[str, int, int]:
-    """(kind, width, height) from the header only, without decoding pixels."""
-    if _is_dicom(data, filename):
-        try:
-            ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
-            return "dicom", int(ds.Columns), int(ds.Rows)
-        except (InvalidDicomError, AttributeError, ValueError, TypeError, EOFError, OSError) as exc:
-            raise UploadError(400, f"{filename}: not a readable DICOM image ({type(exc).__name__})") from exc
+    """(kind, width, height) from the header only, without decoding pixels.
+
+    The bytes decide the kind, not the name: a PNG named ``x.dcm`` is a PNG. Only a file without a PNG
+    or JPEG signature that is named ``.dcm`` is read as a DICOM without the 128-byte preamble.
+    """
+    if _has_dicom_preamble(data):
+        return _probe_dicom(data, filename)
     try:
         with PILImage.open(io.BytesIO(data)) as im:  # lazy: reads the header only
             kind, (width, height) = str(im.format), im.size
     except (UnidentifiedImageError, OSError, ValueError) as exc:
+        if filename.lower().endswith((".dcm", ".dicom")):
+            return _probe_dicom(data, filename)
         raise UploadError(400, f"{filename}: not a PNG, JPEG or DICOM image") from exc
     except PILImage.DecompressionBombError as exc:
         raise UploadError(413, f"{filename}: image too large ({exc})") from exc
