@@ -54,6 +54,7 @@ class PublishedTextModel:
     pad_is_eos: bool = False  # the tokenizer pads with its EOS token
     pool_special_tokens: bool = False  # mean over every attended token, [CLS] and [SEP] included
     latent: dict[str, Any] = field(default_factory=dict)  # LatentPoolingConfig fields when pooling is latent
+    layout: str = "transformers"  # "llm2vec": model.* + latent_attn.* in one file, read by the importer
 
 
 PUBLISHED_TEXT_MODELS: dict[str, PublishedTextModel] = {
@@ -71,6 +72,7 @@ PUBLISHED_TEXT_MODELS: dict[str, PublishedTextModel] = {
             position_ids="arange",
             pad_is_eos=True,
             latent={"num_latents": 512, "num_heads": 8, "mlp_ratio": 1, "residual": False},
+            layout="llm2vec",
         ),
         # The seed's baselines (eval_retrieval_exp.py): last-token Qwen3, mean Bio_ClinicalBERT, CLS CXR-BERT.
         PublishedTextModel(
@@ -169,12 +171,13 @@ def load_published(name: str, **overrides: Any) -> Any:
 
     # A published model's attention is part of the model: `--causal`-style overrides do not apply.
     overrides.pop("bidirectional", None)
-    if name == "llm2vec4cxr":  # its checkpoint layout needs the importer (model. + latent_attn. keys)
+    row = PUBLISHED_TEXT_MODELS.get(name)
+    if row is not None and row.layout == "llm2vec":  # not a transformers layout: the importer reads it
         unknown = sorted(set(overrides) - {"pooling", "dtype"})
         if unknown:
-            raise CheckpointError(f"llm2vec4cxr takes only pooling and dtype overrides, got {unknown}")
+            raise CheckpointError(f"{name} takes only pooling and dtype overrides, got {unknown}")
         return load_llm2vec4cxr(
-            LLM2VEC4CXR_HUB_ID,
+            row.hub_id,
             pooling=overrides.get("pooling") or "latent",
             dtype=overrides.get("dtype") or "bfloat16",
         )
