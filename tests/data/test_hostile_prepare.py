@@ -231,6 +231,7 @@ def test_prepare_reports_rows_read(tmp_path, export):
     row = next(line for line in result.output.splitlines() if "hospital" in line)
     assert [c.strip() for c in row.strip("│ ").split("│")] == ["hospital", "3", "2", "1"]
     assert json.loads((tmp_path / "m.rejects.jsonl").read_text())["record"] == "export.csv:line 4"
+    assert "rejects (hospital bad_row 1)" in result.output
 
 
 def _phantom_inputs(tmp_path: Path, text: str, name: str) -> Path:

@@ -97,7 +97,8 @@ def prepare_cmd(
         table.add_row(src, str(rows) if rows else "-", str(summary.studies.get(src, 0)), str(rejected))
     console.print(table)
     if summary.rejected:
-        typer.echo(f"rejects: {summary.rejects}")
+        reasons = ", ".join(f"{src} {why} {n:,}" for (src, why), n in sorted(summary.rejected.items()))
+        typer.echo(f"rejects ({reasons}): {summary.rejects}")
 
 
 @app.command("stats")
