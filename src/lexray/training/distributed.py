@@ -28,7 +28,6 @@ def make_accelerator(
     mixed_precision: str = "no",
     project_dir: str | None = None,
     broadcast_buffers: bool = True,
-    gradient_accumulation_steps: int = 1,
 ) -> Any:
     """The run's ``accelerate.Accelerator``, on gloo/CPU when launched as several processes without a GPU.
 
@@ -39,7 +38,6 @@ def make_accelerator(
         broadcast_buffers: DDP re-broadcasts module buffers from rank 0 at every forward. A step that runs
             several forwards (GradCache, length buckets) whose count may differ per process needs False;
             the text stage's buffers are constants (rotary frequencies), so nothing is lost.
-        gradient_accumulation_steps: micro-batches per update (``accelerator.backward`` divides by it).
     """
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs
@@ -52,11 +50,12 @@ def make_accelerator(
     ]
     if cpu and engines:
         log.warning("%s needs GPUs: without CUDA this run uses plain DDP over gloo on CPU", engines[0])
+    if mixed_precision == "fp16" and not torch.cuda.is_available():
+        log.warning("mixed_precision=fp16 without CUDA: Accelerate runs fp32, with no loss scaler")
     return Accelerator(
         mixed_precision=mixed_precision,
         project_dir=project_dir,
         cpu=cpu,
-        gradient_accumulation_steps=gradient_accumulation_steps,
         kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=broadcast_buffers)],
     )
 
