@@ -111,7 +111,9 @@ def test_chexpert_plus_rows_become_studies(chexpert_csv, tmp_path):
         "Fever",
     )
     assert Counter(r.reason for r in result.rejects) == {"bad_row": 2, "empty_report": 1}
-    assert {r.record for r in result.rejects} == {f"{chexpert_csv.name}:line {n}" for n in (6, 7, 8)}  # row 3 spans lines 4-5
+    assert {r.record for r in result.rejects} == {
+        f"{chexpert_csv.name}:line {n}" for n in (6, 7, 8)
+    }  # row 3 spans lines 4-5
 
 
 def test_chexpert_plus_image_check_and_missing_columns(chexpert_csv, tmp_path):
@@ -232,7 +234,10 @@ def test_malformed_and_non_utf8_csv_rows_are_rejected_not_fatal(tmp_path):
     assert sorted(s.study_id for s in result.studies) == ["hospital-S1", "hospital-S3"]
     assert {s.study_id: s.impression for s in result.studies}["hospital-S3"] == "multi line report"
     assert Counter(r.reason for r in result.rejects) == {"bad_row": 1, "non_utf8": 1}
-    assert {r.reason: r.record for r in result.rejects} == {"bad_row": "e.csv:line 3", "non_utf8": "e.csv:line 6"}
+    assert {r.reason: r.record for r in result.rejects} == {
+        "bad_row": "e.csv:line 3",
+        "non_utf8": "e.csv:line 6",
+    }
     assert "5 fields where the header has 3" in [r.detail for r in result.rejects if r.reason == "bad_row"][0]
 
 
