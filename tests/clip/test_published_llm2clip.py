@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from lexray.cli.main import app
 from lexray.clip import DualEncoder
 from lexray.clip.published import import_llm2clip4cxr
+from lexray.evaluate.protocol import published_retrieval
 from lexray.text.published import SEPARATOR, CheckpointError
 
 _spec = importlib.util.spec_from_file_location(
@@ -267,13 +268,20 @@ def test_imported_model_runs_through_evaluate_index_search_serve(published, tmp_
     write_manifest(studies, tmp_path / "manifest.parquet")
     manifest = str(tmp_path / "manifest.parquet")
     result = runner.invoke(app, ["evaluate", "--model", str(out), "--manifest", manifest, "--out", str(tmp_path / "ev"),
-                                 "--set", "retrieval.published=[cosine]",
+                                 "--set", "retrieval.published=[cosine,clip,dot]",
                                  "--no-progress"])  # fmt: skip
     assert result.exit_code == 0, result.output
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert (
-        metrics["retrieval"]["published/cosine/image_to_text"]["n_queries"] == 4
-    )  # beside lexray's protocols
+    ret = metrics["retrieval"]  # the published protocol beside lexray's
+    assert ret["published/cosine/image_to_text"]["n_queries"] == 4
+    assert ret["published/clip/text_to_image"] == ret["published/dot/text_to_image"]  # same ranking
+    model = DualEncoder.from_pretrained(out)
+    test_imgs = [tmp_path / "img" / f"ph{i}.png" for i in range(4)]
+    raw = published_retrieval(
+        model.embed_images(test_imgs, normalize=False), model.embed_texts(reports, normalize=False), "dot"
+    )
+    for direction, key in (("image_to_text", "image_to_report"), ("text_to_image", "report_to_image")):
+        assert ret[f"published/dot/{direction}"]["hit@1"] == raw[key]["R@1"]
     assert "study/exact/image_to_text" in metrics["retrieval"]
     result = runner.invoke(app, ["index", "build", "--model", str(out), "--manifest", manifest,
                                  "--out", str(tmp_path / "index"), "--no-progress"])  # fmt: skip

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from lexray import models
@@ -102,6 +101,11 @@ class OpenClipDualEncoder(nn.Module):
         return cls(model, tokenizer, ImagePreprocess.load(directory), int(meta["embed_dim"]))
 
     @property
+    def logit_scale(self) -> torch.Tensor:
+        """log(1 / temperature), as the open_clip model stores it."""
+        return self.model.logit_scale
+
+    @property
     def device(self) -> torch.device:
         """Device of the model weights."""
         return next(self.model.parameters()).device
@@ -115,8 +119,10 @@ class OpenClipDualEncoder(nn.Module):
         return self.model.encode_text(tokens.to(self.device), normalize=normalize)
 
     @torch.no_grad()
-    def embed_images(self, images: Sequence[np.ndarray | str | Path], batch_size: int = 32) -> np.ndarray:
-        """Images (arrays (H, W) in [0, 1], or files) -> (n, E) float32, L2-normalised."""
+    def embed_images(
+        self, images: Sequence[np.ndarray | str | Path], batch_size: int = 32, normalize: bool = True
+    ) -> np.ndarray:
+        """Images (arrays (H, W) in [0, 1], or files) -> (n, E) float32, L2-normalised unless told not to."""
         from lexray.data.images import load_radiograph
 
         self.eval()
@@ -124,14 +130,13 @@ class OpenClipDualEncoder(nn.Module):
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
             arrays = [im if isinstance(im, np.ndarray) else load_radiograph(im).pixels for im in chunk]
-            out[start : start + len(chunk)] = (
-                self.encode_image(self.preprocess.batch(arrays)).float().cpu().numpy()
-            )
+            pixels = self.preprocess.batch(arrays)
+            out[start : start + len(chunk)] = self.encode_image(pixels, normalize).float().cpu().numpy()
         return out
 
     @torch.no_grad()
-    def embed_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Reports -> (n, E) float32, L2-normalised (open_clip's tokenizer and context length)."""
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 32, normalize: bool = True) -> np.ndarray:
+        """Reports -> (n, E) float32 (open_clip's tokenizer), L2-normalised unless ``normalize`` is False."""
         if isinstance(texts, str):
             raise TypeError("embed_texts expects a list of texts, got one string")
         self.eval()
@@ -139,7 +144,7 @@ class OpenClipDualEncoder(nn.Module):
         for start in range(0, len(texts), batch_size):
             chunk = list(texts[start : start + batch_size])
             out[start : start + len(chunk)] = (
-                F.normalize(self.encode_text(self.tokenizer(chunk), False), dim=-1).float().cpu().numpy()
+                self.encode_text(self.tokenizer(chunk), normalize).float().cpu().numpy()
             )
         return out
 

@@ -59,6 +59,29 @@ class RetrievalConfig:
 SIMILARITIES = ("clip", "dot", "cosine")
 
 
+def published_raw_features(
+    model: Any, images: Sequence[Any], texts: Sequence[str], batch_size: int = 32
+) -> dict[str, Any]:
+    """Raw (unnormalised) features and the log logit scale of a dual encoder, for the clip/dot similarities.
+
+    Raises:
+        ValueError: the model cannot give raw features (its ``embed_*`` take no ``normalize``) or has no
+            ``logit_scale``.
+    """
+    try:
+        image = model.embed_images(images, batch_size, normalize=False)
+        text = model.embed_texts(texts, batch_size, normalize=False)
+    except TypeError as exc:
+        raise ValueError(
+            f"{type(model).__name__} gives no raw features (embed_images(..., normalize=False)); "
+            "use retrieval.published=[cosine]"
+        ) from exc
+    scale = getattr(model, "logit_scale", None)
+    if scale is None:
+        raise ValueError(f"{type(model).__name__} has no logit_scale; the clip similarity needs it")
+    return {"image": image, "text": text, "logit_scale": float(torch.as_tensor(scale).detach().float())}
+
+
 def published_retrieval(
     image_features: np.ndarray,
     text_features: np.ndarray,

@@ -27,7 +27,12 @@ from lexray.config import save_config
 from lexray.data.study import Study
 from lexray.evaluate.embedder import EmbeddingModel
 from lexray.evaluate.generation import GenerationConfig, retrieval_as_generation
-from lexray.evaluate.protocol import RetrievalConfig, bidirectional_retrieval, study_image_embeddings
+from lexray.evaluate.protocol import (
+    RetrievalConfig,
+    bidirectional_retrieval,
+    published_raw_features,
+    study_image_embeddings,
+)
 from lexray.evaluate.retrieval import retrieval_ranks, summarize_ranks
 from lexray.evaluate.robustness import style_robustness
 
@@ -248,8 +253,12 @@ def run_evaluation(
             "dedup": "a report identical after normalisation to the true one counts as a hit",
         },
     }
+    raw = None
+    if any(sim != "cosine" for sim in config.retrieval.published):  # clip/dot score raw features
+        ok_paths = [p for p, good in zip(image_paths, ok, strict=True) if good]
+        raw = published_raw_features(model, ok_paths, texts, config.batch_size)
     metrics["retrieval"] = bidirectional_retrieval(
-        img_emb, image_study, txt_emb, texts, config.retrieval, progress=progress
+        img_emb, image_study, txt_emb, texts, config.retrieval, progress=progress, raw_features=raw
     )
     study_img = study_image_embeddings(img_emb, image_study, len(kept))
     if config.group_key:
