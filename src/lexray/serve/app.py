@@ -6,7 +6,8 @@ Endpoints (all JSON errors are ``{"detail": reason}``):
 * ``POST /v1/search/text`` JSON ``{"text", "k", "target"}``
 * ``GET /v1/studies/{study_id}`` a study's report sections and images
 * ``GET /v1/images/{image_id}`` PNG preview of an image the index references (nothing else is served)
-* ``GET /healthz`` status; ``GET /`` the web page; ``/docs`` and ``/openapi.json`` the API description
+* ``GET /healthz`` status; ``GET /`` the web page; ``/docs``, ``/redoc`` and ``/openapi.json`` the API
+  description (the docs pages work offline)
 
 Request logs carry method, path, status and time only: never bodies, report text or query text.
 """
@@ -28,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from lexray import __version__
@@ -98,7 +100,8 @@ def create_app(searcher: Searcher, config: ServeConfig = ServeConfig(), token: s
     bearer = HTTPBearer(auto_error=False, description="set when the service was started with a token")
     body_limit = config.max_upload_bytes + _MULTIPART_SLACK
 
-    app = FastAPI(
+    # /docs and /redoc load their scripts from the package, not a CDN: they work on an offline machine.
+    app = FastAPIOffline(
         title="lexray",
         version=__version__,
         description=(
