@@ -74,7 +74,8 @@ def test_two_process_text_train_writes_an_encoder_that_loads_and_embeds(tiny_lla
     assert emb.shape == (2, 32) and np.isfinite(emb).all()
 
 
-def test_two_process_clip_train_writes_a_model_that_loads_and_embeds(tiny_llama, tmp_path):
+@pytest.mark.parametrize("mode", ["lora", "frozen"])
+def test_two_process_clip_train_writes_a_model_that_loads_and_embeds(tiny_llama, tmp_path, mode):
     from lexray.clip import DualEncoder
 
     studies = []
@@ -103,7 +104,12 @@ def test_two_process_clip_train_writes_a_model_that_loads_and_embeds(tiny_llama,
         "save_every": 0,
         "model": {
             "vision": {"kind": "small_cnn", "image_size": 32, "cnn_widths": [8, 16, 16], "cnn_out_dim": 24},
-            "text": {"encoder": str(tiny_llama), "mode": "lora", "max_length": 32},
+            "text": {
+                "encoder": str(tiny_llama),
+                "mode": mode,
+                "max_length": 32,
+                "cache_dir": str(tmp_path / "cache"),
+            },
             "embed_dim": 16,
         },
         "data": {

@@ -226,8 +226,14 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
             | {t for v in variants.values() for t in v}
         )
         chunk = 256
-        for start in tqdm(range(0, len(base), chunk), desc="text features", disable=not main, unit="chunk"):
-            model.text_features(base[start : start + chunk], batch_size=config.eval_batch_size)
+        # The main process computes each feature once; the others then re-read its shards (all hits).
+        with accelerator.main_process_first():
+            if not main:
+                model.attach_text_cache()
+            for start in tqdm(
+                range(0, len(base), chunk), desc="text features", disable=not main, unit="chunk"
+            ):
+                model.text_features(base[start : start + chunk], batch_size=config.eval_batch_size)
     log.info("training on %d pairs (%d skipped), validating on %d", len(pairs), len(skipped), len(val_pairs))
 
     # ---- optimisation -------------------------------------------------------------------------
