@@ -216,10 +216,10 @@ def test_bad_checkpoints_name_the_problem(published, tmp_path, drop, adapters, m
 
 
 def test_deepspeed_truncated_and_pickled_files(published, tmp_path):
-    shard = tmp_path / "ds" / "mp_rank_00_model_states.pt"
-    shard.parent.mkdir()
+    shard = tmp_path / "ds" / "global_step10" / "mp_rank_00_model_states.pt"
+    shard.parent.mkdir(parents=True)
     shard.write_bytes(b"x")
-    for target in (shard, shard.parent):
+    for target in (shard, shard.parent.parent):
         with pytest.raises(CheckpointError, match="zero_to_fp32"):
             import_llm2clip4cxr(target, published["text_base"], tmp_path / "out")
     data = (published["root"] / "ckpt" / "llm2clip4cxr.bin").read_bytes()

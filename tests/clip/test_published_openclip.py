@@ -102,3 +102,34 @@ def test_open_clip_errors(tmp_path, monkeypatch):
         app, ["models", "import", "open_clip", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]
     )
     assert result.exit_code == 2 and "open_clip_config.json" in result.output
+
+
+def test_imported_open_clip_builds_an_index_and_searches(saved_by_open_clip, tmp_path):
+    from lexray.data.manifest import write_manifest
+    from lexray.data.phantom import PhantomFindings, render_phantom, save_phantom_png
+    from lexray.data.study import Image, Study
+    from lexray.index import Searcher
+
+    out = import_open_clip(str(saved_by_open_clip), tmp_path / "m")
+    studies = []
+    for i, (report, findings) in enumerate(
+        [
+            ("lungs are clear .", PhantomFindings()),
+            ("small left pleural effusion", PhantomFindings(effusion=(("left", 1),))),
+        ]
+    ):
+        save_phantom_png(
+            tmp_path / "img" / f"p{i}.png", render_phantom(findings, f"p{i}", 64), f"p{i}", findings
+        )
+        studies.append(
+            Study(f"p{i}", f"p{i}", "phantom", "test", (Image(f"img/p{i}.png", "PA"),), findings=report)
+        )
+    write_manifest(studies, tmp_path / "manifest.parquet")
+    r = CliRunner().invoke(
+        app,
+        ["index", "build", "--model", str(out), "--manifest", str(tmp_path / "manifest.parquet"),
+         "--out", str(tmp_path / "index"), "--no-progress"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    hits = Searcher.open(tmp_path / "index").by_text("small left pleural effusion", k=2, target="text").hits
+    assert hits[0].study_id == "p1" and hits[0].score == pytest.approx(1.0, abs=1e-5)

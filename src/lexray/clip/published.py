@@ -71,9 +71,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
     if p.is_dir():
         found = [p / n for n in CHECKPOINT_NAMES if (p / n).is_file()]
         if not found:
-            shards = sorted(x.name for x in p.iterdir() if _DEEPSPEED.search(x.name))
+            # DeepSpeed keeps its shards in global_step*/ below the checkpoint folder.
+            shards = sorted(x for x in p.rglob("*") if _DEEPSPEED.search(x.name))
             if shards:
-                _refuse_deepspeed(p / shards[0])
+                _refuse_deepspeed(shards[0])
             raise CheckpointError(
                 f"{p} holds none of {', '.join(CHECKPOINT_NAMES)}; give the llm2clip4cxr.bin file itself"
             )
@@ -218,6 +219,8 @@ def import_llm2clip4cxr(
     from lexray.text.config import LoraSettings
     from lexray.vision.towers import build_image_tower, load_timm_checkpoint
 
+    if dtype not in ("bfloat16", "float32"):
+        raise CheckpointError(f"dtype {dtype!r}: use bfloat16 (published) or float32")
     file = resolve_checkpoint(checkpoint)
     origin = str(file)
     state = unwrap_state_dict(load_pickle(file, allow_pickle=allow_pickle), origin)
