@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from lexray.cli.main import app
+from lexray.data.manifest import write_manifest
 from lexray.data.study import Study
 
 INDEX_TESTS = Path(__file__).resolve().parents[1] / "index"
@@ -36,6 +37,8 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     (root / "texts.txt").write_text("lungs clear\nno effusion\n")
     (root / "bad.yaml").write_text("faiss: [unclosed\n")
     good, damaged = _indexes(root)
+    study = Study(study_id="s1", patient_id="p1", source="synthetic", split="test", findings="lungs clear.")
+    write_manifest([study], root / "manifest.parquet")
     names = {
         "MISSING": root / "missing" / "nothing.txt",
         "FOLDER": root / "folder",
@@ -43,6 +46,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "LATIN1": root / "latin1.txt",
         "BINARY": root / "binary.parquet",
         "TEXTS": root / "texts.txt",
+        "MANIFEST": root / "manifest.parquet",
         "BADYAML": root / "bad.yaml",
         "OUT": root / "out" / "result.npy",
         "GOOD": good,
@@ -107,6 +111,8 @@ ROWS: list[tuple[str, str]] = [
     ("index build --model GOOD --manifest MISSING --out TEXTS", "is a file: give a folder"),
     ("index build --model GOOD --manifest MISSING --out STUFF", "not a lexray index"),
     ("index build --model GOOD --manifest MISSING --out FOLDER/i --set faiss.kind", "must look like"),
+    ("index build --model TEXTS --manifest MANIFEST --out FOLDER/i", "is a file; give a model run directory"),
+    ("index build --model FOLDER --manifest MANIFEST --out FOLDER/i", "holds no saved dual encoder"),
     ("index add --index DAMAGED --manifest BINARY", "text.faiss is damaged"),
     ("index info --index LATIN1", "not a lexray index"),
     # embed
@@ -126,6 +132,8 @@ ROWS: list[tuple[str, str]] = [
     ("text evaluate --model MISSING --bench LATIN1", "is not UTF-8 JSON lines"),
     ("text evaluate --model MISSING --bench LATIN1 --batch-size 0", "--batch-size"),
     ("text evaluate --model MISSING --bench TEXTS --out FOLDER", "is a folder"),
+    ("text evaluate --model MISSING --bench TEXTS", "is not a text bench (one JSON object per line)"),
+    ("evaluate text --model MISSING --bench TEXTS", "is not a text bench (one JSON object per line)"),
     ("text train --config BADYAML", "not valid YAML"),
     ("text train --set nokey", "must look like key.path=value"),
     ("text export-st MISSING TEXTS", "is a file: give a folder"),

@@ -212,6 +212,8 @@ def text_bench(
         metrics = evaluate_bench(embed, items)
     except UnicodeDecodeError as exc:
         raise _fail(ValueError(not_utf8(bench, exc, "JSON lines"))) from exc
+    except json.JSONDecodeError as exc:
+        raise _fail(ValueError(f"{bench} is not a text bench (one JSON object per line): {exc.msg}")) from exc
     except (FileNotFoundError, ValueError) as exc:
         raise _fail(exc) from exc
     if out:

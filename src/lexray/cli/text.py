@@ -86,6 +86,8 @@ def evaluate(
         encoder = TextEncoder.from_pretrained(model, **overrides)
     except UnicodeDecodeError as exc:
         _fail(ValueError(not_utf8(bench, exc, "JSON lines")))
+    except json.JSONDecodeError as exc:
+        _fail(ValueError(f"{bench} is not a text bench (one JSON object per line): {exc.msg}"))
     except (ValueError, OSError) as exc:
         _fail(exc)
     metrics = evaluate_bench(

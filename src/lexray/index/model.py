@@ -103,8 +103,16 @@ def _model_dir(path: Path, model_class: str) -> Path:
 
 
 def make_ref(path: str | Path, model_class: str = DEFAULT_MODEL_CLASS) -> ModelRef:
-    """A :class:`ModelRef` for the run directory ``path`` (stored absolute, resolved to its model dir)."""
-    p = _model_dir(Path(path).expanduser().resolve(), model_class)
+    """A :class:`ModelRef` for the run directory ``path`` (stored absolute, resolved to its model dir).
+
+    Raises:
+        ModelLoadError: ``path`` does not exist or is a file.
+    """
+    given = Path(path).expanduser()
+    if not given.is_dir():
+        what = "is a file" if given.exists() else "does not exist"
+        raise ModelLoadError(f"model {path} {what}; give a model run directory (from `lexray clip train`)")
+    p = _model_dir(given.resolve(), model_class)
     return ModelRef(model_class=model_class, path=str(p), fingerprint=fingerprint_dir(p))
 
 
@@ -157,6 +165,8 @@ def load_model(ref: ModelRef, *, check_fingerprint: bool = True) -> Embedder:
         model = loader(ref.path)
     except ModelNotAvailableError as exc:  # e.g. the run's frozen text tower is not on this machine
         raise ModelLoadError(f"cannot load the index's model {ref.path}: {exc}") from exc
+    except (OSError, ValueError) as exc:  # a folder without the model's files, or with broken ones
+        raise ModelLoadError(f"cannot load {ref.path} as {ref.model_class}: {exc}") from exc
     if not isinstance(model, Embedder):
         raise ModelLoadError(f"{ref.model_class} does not provide embed_images/embed_texts/embed_dim")
     return model
