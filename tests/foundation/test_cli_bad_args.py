@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -51,8 +52,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "OUT": root / "out" / "result.npy",
         "GOOD": good,
         "DAMAGED": damaged,
+        "FREEPORT": _free_port(),
     }
     return {k: str(v) for k, v in names.items()}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _indexes(root: Path) -> tuple[Path, Path]:
@@ -105,7 +113,7 @@ ROWS: list[tuple[str, str]] = [
     ("serve --index GOOD --set max_k=0", "max_k must be at least 1"),
     ("serve --index GOOD --config BADYAML", "not valid YAML"),
     ("serve --index GOOD --config LATIN1", "not UTF-8"),
-    ("serve --index DAMAGED", "text.faiss is damaged"),
+    ("serve --index DAMAGED --set port=FREEPORT", "text.faiss is damaged"),
     # index
     ("index build --model GOOD --manifest BINARY --out FOLDER/i", "not a Parquet file"),
     ("index build --model GOOD --manifest MISSING --out TEXTS", "is a file: give a folder"),

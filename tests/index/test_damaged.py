@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,10 @@ def test_truncated_faiss_in_search_is_one_line_exit_2(built: Path) -> None:
 
 def test_truncated_faiss_in_serve_is_one_line_exit_2(built: Path) -> None:
     _truncate(_version(built) / "text.faiss", 100)
-    result = CliRunner().invoke(app, ["serve", "--index", str(built)])
+    with socket.socket() as s:  # a free port: serve binds it before it loads the index
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = CliRunner().invoke(app, ["serve", "--index", str(built), "--set", f"port={port}"])
     assert result.exit_code == 2 and "text.faiss is damaged" in result.output
     assert isinstance(result.exception, SystemExit)
 

@@ -57,9 +57,37 @@ def test_serve_command(served_index: Path):
 
 def test_serve_refuses_a_non_index(tmp_path: Path):
     proc = subprocess.run(
-        [sys.executable, "-c", "from lexray.cli.main import main; main()", "serve", "--index", str(tmp_path)],
+        [
+            sys.executable,
+            "-c",
+            "from lexray.cli.main import main; main()",
+            "serve",
+            "--index",
+            str(tmp_path),
+            "--set",
+            f"port={_free_port()}",
+        ],  # fmt: skip
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 2 and "not a lexray index" in proc.stderr
+
+
+def test_busy_port_and_unknown_host_are_one_line_before_the_model_loads(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    from lexray.cli.main import app
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        # tmp_path is no index: the address is checked first, so the port is what the message names.
+        result = CliRunner().invoke(app, ["serve", "--index", str(tmp_path), "--set", f"port={port}"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output and "in use" in result.output
+    result = CliRunner().invoke(
+        app, ["serve", "--index", str(tmp_path), "--set", "host=no-such-host.invalid"]
+    )
+    assert result.exit_code == 2 and "cannot listen on no-such-host.invalid" in result.output

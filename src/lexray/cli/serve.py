@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import socket
 from pathlib import Path
 
 import typer
@@ -25,6 +26,32 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` (uvicorn serves on it), so a busy port or an unknown host is one line.
+
+    Raises:
+        typer.Exit: (code 2) the address cannot be bound, with the reason.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts rebind at once
+        try:
+            sock.bind(address)
+        except OSError:
+            sock.close()
+            raise
+    except OSError as exc:
+        why = exc.strerror or str(exc)
+        typer.secho(
+            f"error: cannot listen on {host}:{port} ({why}); choose another --set host=... or --set port=...",
+            fg="red",
+            err=True,
+        )
+        raise typer.Exit(2) from exc
+    return sock
+
+
 def serve(
     index: Path = typer.Option(..., "--index", help="Index directory."),
     config: Path | None = typer.Option(None, "--config", help="YAML with ServeConfig fields."),
@@ -38,8 +65,14 @@ def serve(
 
     try:
         cfg = load_config(ServeConfig, config, overrides)
+    except ConfigError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from exc
+    sock = _listen(cfg.host, cfg.port)  # before the model loads: a busy port costs no time
+    try:
         searcher = Searcher.open(index, check_fingerprint=cfg.check_fingerprint)
-    except (ConfigError, IndexFormatError, ModelLoadError) as exc:
+    except (IndexFormatError, ModelLoadError) as exc:
+        sock.close()
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from exc
     token = os.environ.get(cfg.token_env) or None
@@ -59,4 +92,7 @@ def serve(
         "bearer token" if token else "none",
     )
     # uvicorn's access log prints query strings; lexray.serve.access logs method, path and status only.
-    uvicorn.run(app, host=cfg.host, port=cfg.port, access_log=False, log_level="info")
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=cfg.host, port=cfg.port, access_log=False, log_level="info")
+    )
+    server.run(sockets=[sock])
