@@ -9,11 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lexray.config import load_config, save_config
 from lexray.data.download import OPENI_ARTIFACTS, DownloadError, download, extract_tar
-from lexray.data.prepare import SOURCE_KINDS, PrepareConfig, config_path, prepare
-from lexray.data.stats import manifest_stats
 from lexray.errors import LexrayError
+
+# lexray.data.prepare (pandas and every source reader) and lexray.data.stats are imported inside their
+# commands, so `lexray data --help` starts without them.
 
 app = typer.Typer(help="Datasets -> study manifest (download, prepare, stats).", no_args_is_help=True)
 console = Console()
@@ -73,6 +73,9 @@ def prepare_cmd(
     ),
 ) -> None:
     """Read datasets into one manifest; bad records go to <stem>.rejects.jsonl beside it."""
+    from lexray.config import load_config, save_config
+    from lexray.data.prepare import SOURCE_KINDS, PrepareConfig, config_path, prepare
+
     base: dict = {}
     for spec in sources or []:
         kind, sep, path = spec.partition("=")
@@ -107,6 +110,8 @@ def stats_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
 ) -> None:
     """Counts per split and source, section availability, report lengths, images and rejected records."""
+    from lexray.data.stats import manifest_stats
+
     try:
         stats = manifest_stats(manifest)
     except LexrayError as exc:
