@@ -168,6 +168,16 @@ def load_metrics(run_dir: str | Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def metric_at(metrics: dict[str, Any], keys: Sequence[str]) -> float | None:
+    """The number at ``metrics[k1][k2]...``, or None where a key is absent or the value is not a number."""
+    node: Any = metrics
+    for k in keys:
+        if not isinstance(node, dict) or k not in node:
+            return None
+        node = node[k]
+    return float(node) if isinstance(node, (int, float)) else None
+
+
 def headline_metrics(metrics: dict[str, Any]) -> dict[str, float | None]:
     """The flat metrics shown by ``compare``: retrieval hit@K/MRR, generation scores, robustness drops."""
     row: dict[str, float | None] = {}

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lexray.evaluate.report import metric_at
+
 ARMS = ("a", "b")  # (a) own reports only; (b) (a) plus the hospital-style cohort
 TEST_STYLES = ("standard", "hospital")
 
@@ -22,15 +24,6 @@ COLUMNS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("CheXpert F1 micro", ("generation", "chexpert", "f1_micro")),
     ("ROUGE-L", ("generation", "rougeL")),
 )
-
-
-def _get(metrics: dict[str, Any], keys: Sequence[str]) -> float | None:
-    node: Any = metrics
-    for k in keys:
-        if not isinstance(node, dict) or k not in node:
-            return None
-        node = node[k]
-    return float(node) if isinstance(node, (int, float)) else None
 
 
 def _mean_sd(values: Sequence[float]) -> dict[str, float]:
@@ -47,7 +40,7 @@ def summarize(cells: dict[tuple[str, str, int, str], Path]) -> dict[str, Any]:
     values: dict[tuple[str, str, str, int], dict[str, float | None]] = {}
     for (tower, arm, seed, style), path in cells.items():
         metrics = json.loads(Path(path).read_text(encoding="utf-8"))
-        values[(tower, style, arm, seed)] = {name: _get(metrics, keys) for name, keys in COLUMNS}
+        values[(tower, style, arm, seed)] = {name: metric_at(metrics, keys) for name, keys in COLUMNS}
     towers = list(dict.fromkeys(t for t, _, _, _ in values))
     seeds = sorted({s for _, _, _, s in values})
     rows = []

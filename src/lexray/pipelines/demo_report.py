@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lexray.config import to_dict
+from lexray.evaluate.report import metric_at
 
 console = Console()
 
@@ -23,12 +24,7 @@ def results_rows(metrics: dict[str, Any]) -> list[tuple[str, str, float | None]]
     """
 
     def get(*keys: str) -> float | None:
-        node: Any = metrics
-        for k in keys:
-            if not isinstance(node, dict) or k not in node:
-                return None
-            node = node[k]
-        return float(node) if isinstance(node, (int, float)) else None
+        return metric_at(metrics, keys)
 
     rows: list[tuple[str, str, float | None]] = []
     n = get("n_studies")
