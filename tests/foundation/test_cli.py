@@ -50,15 +50,18 @@ def test_root_help_lines_are_the_commands_own() -> None:
 
 
 def test_help_and_version_import_no_heavy_library() -> None:
-    """The root help and `version` must not import torch, spaCy, FAISS or transformers (they cost seconds)."""
+    """`--help` of lexray and of every command, and `version`, must not import torch, spaCy, FAISS,
+    transformers or pandas (they cost seconds)."""
     import subprocess
     import sys
+
+    from lexray.cli.main import _COMMANDS
 
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
         "from lexray.cli.main import app\n"
-        "for args in (['--help'], ['version']):\n"
+        f"for args in (['--help'], ['version'], *([name, '--help'] for name in {list(_COMMANDS)!r})):\n"
         "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
         "heavy = sorted({'torch', 'spacy', 'faiss', 'transformers', 'pandas'} & set(sys.modules))\n"
         "print(','.join(heavy))\n"

@@ -14,9 +14,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 
 from lexray.cli._args import check_output_dir, check_output_file, not_utf8
-from lexray.config import ConfigError, load_config
-from lexray.data.manifest import ManifestError, read_manifest
-from lexray.evaluate.runner import EvaluateConfig, run_evaluation
+from lexray.config import load_config
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +70,10 @@ def _run(
             )
         )
     check_output_dir(Path(out))
+    # Imported here: the evaluation stack (torch, pandas, the metrics) costs seconds at `--help`.
+    from lexray.data.manifest import read_manifest
+    from lexray.evaluate.runner import EvaluateConfig, run_evaluation
+
     try:
         extra = [f"split={split}"] if split else []
         cfg = load_config(EvaluateConfig, config, [*overrides, *extra])
@@ -88,7 +90,7 @@ def _run(
             progress=progress,
             model_name=str(model),
         )
-    except (ConfigError, ManifestError, FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:  # ConfigError and ManifestError are ValueErrors
         raise _fail(exc) from exc
     console = Console()
     console.print(Markdown((Path(out) / "metrics.md").read_text(encoding="utf-8")))

@@ -10,8 +10,8 @@ from rich.table import Table
 
 from lexray.cli._args import check_output_file, not_utf8
 from lexray.config import ConfigError, load_config, save_config
-from lexray.findings import CHEXPERT_OBSERVATIONS, STATUSES, get_labeler
-from lexray.findings.runs import LabelRunConfig, label_counts, label_file
+
+# lexray.findings loads spaCy and medspaCy (seconds): each command imports it when it runs.
 
 app = typer.Typer(
     help="Finding labels (14 CheXpert observations + mentions) from report text.", no_args_is_help=True
@@ -36,6 +36,8 @@ def label_cmd(
     ),
 ) -> None:
     """Label every report; bad records go to <stem>.rejects.jsonl, the resolved config beside the labels."""
+    from lexray.findings.runs import LabelRunConfig, label_file
+
     check_output_file(out, example="labels.jsonl", inputs=[reports])
     try:
         cfg = load_config(LabelRunConfig, config, overrides or [])
@@ -57,6 +59,8 @@ def label_cmd(
 @app.command("show")
 def show_cmd(text: str = typer.Argument(..., help="One report (quote it).")) -> None:
     """Print the observations and mentions the labeler reads from one report."""
+    from lexray.findings import CHEXPERT_OBSERVATIONS, get_labeler
+
     labels = get_labeler()(text)
     obs = Table("observation", "status")
     for name in CHEXPERT_OBSERVATIONS:
@@ -86,6 +90,9 @@ def stats_cmd(
     labels: Path = typer.Argument(..., help="A labels file written by `lexray findings label`."),
 ) -> None:
     """Count reports per observation and status."""
+    from lexray.findings import CHEXPERT_OBSERVATIONS, STATUSES
+    from lexray.findings.runs import label_counts
+
     if not labels.is_file():
         raise _fail(f"{labels} does not exist")
     try:

@@ -3,41 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from lexray.cli._args import check_index_dir
-from lexray.config import ConfigError, load_config
-from lexray.data.manifest import ManifestError, read_manifest
-from lexray.index import (
-    BuildReport,
-    IndexBusyError,
-    IndexConfig,
-    IndexFormatError,
-    ModelLoadError,
-    RetrievalIndex,
-    add_to_index,
-    build_index,
-    load_model,
-    make_ref,
-)
-from lexray.index._faiss import IndexBuildError
+from lexray.config import load_config
+from lexray.errors import LexrayError
+
+if TYPE_CHECKING:
+    from lexray.index import BuildReport
+
+# The index stack (FAISS, pandas, torch) is imported inside each command: `index --help` stays fast.
 
 app = typer.Typer(
     help="Build and extend retrieval indexes (vectors + FAISS + metadata).", no_args_is_help=True
 )
 
-_ERRORS = (
-    ConfigError,
-    ManifestError,
-    ModelLoadError,
-    IndexFormatError,
-    IndexBusyError,
-    IndexBuildError,
-    ValueError,
-)
+_ERRORS = (LexrayError, ValueError)  # every config, manifest, model and index error
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -75,6 +60,9 @@ def build(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Embed a manifest's images and reports and write an index (resumes an interrupted build)."""
+    from lexray.data.manifest import read_manifest
+    from lexray.index import IndexConfig, build_index, load_model, make_ref
+
     check_index_dir(out)
     try:
         cfg = load_config(IndexConfig, config, overrides)
@@ -94,6 +82,9 @@ def add(
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Append a manifest's new studies with the index's own model (studies already present are skipped)."""
+    from lexray.data.manifest import read_manifest
+    from lexray.index import RetrievalIndex, add_to_index, load_model
+
     try:
         current = RetrievalIndex.load(index)
         embedder = load_model(current.model_ref)
@@ -107,6 +98,8 @@ def add(
 @app.command("info")
 def info(index: Path = typer.Option(..., "--index", help="Index directory.")) -> None:
     """Describe an index: version, model, counts, FAISS kind and its measured recall."""
+    from lexray.index import RetrievalIndex
+
     try:
         idx = RetrievalIndex.load(index)
     except _ERRORS as exc:

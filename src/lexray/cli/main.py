@@ -136,11 +136,14 @@ app = typer.Typer(
 
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    # lexray's own progress at INFO; other libraries (FAISS's loader, absl, ...) only from WARNING up,
+    # unless --verbose. Libraries are imported when a command runs, after this, so this covers them.
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=logging.DEBUG if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
+    logging.getLogger("lexray").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 @app.command()

@@ -8,9 +8,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lexray.data.images import ImageError, load_radiograph
-from lexray.index import IndexFormatError, ModelLoadError, Searcher
-
 
 def _clip(text: str, n: int = 160) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
@@ -37,6 +34,10 @@ def search(
         kind = "is a folder" if image.is_dir() else "does not exist"
         typer.secho(f"error: --image {image} {kind}; give a PNG, JPEG or DICOM file", fg="red", err=True)
         raise typer.Exit(2)
+    # Imported here: the index stack (FAISS, pandas, torch) costs seconds at `--help`.
+    from lexray.data.images import ImageError, load_radiograph
+    from lexray.index import IndexFormatError, ModelLoadError, Searcher
+
     try:
         searcher = Searcher.open(index)
         if image is not None:

@@ -11,8 +11,6 @@ from pathlib import Path
 import typer
 
 from lexray.config import ConfigError, load_config
-from lexray.index import IndexFormatError, ModelLoadError, Searcher
-from lexray.serve import ServeConfig, create_app
 
 log = logging.getLogger("lexray.serve")
 
@@ -61,7 +59,11 @@ def serve(
 
     A bearer token is read from the environment variable named by ``token_env`` (LEXRAY_API_TOKEN).
     """
+    # Imported here: the server, the index stack and the model code cost seconds at `--help`.
     import uvicorn
+
+    from lexray.index import IndexFormatError, ModelLoadError, Searcher
+    from lexray.serve import ServeConfig, create_app
 
     try:
         cfg = load_config(ServeConfig, config, overrides)
