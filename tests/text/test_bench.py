@@ -7,7 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from lexray.text.bench import error_discrimination, evaluate_bench, load_bench, retrieval_hits
+from lexray.text.bench import (
+    error_discrimination,
+    error_pairs_by_type,
+    evaluate_bench,
+    load_bench,
+    retrieval_hits,
+)
 
 
 def _naive_hits(q, pool, k):
@@ -46,6 +52,23 @@ def test_error_discrimination_matches_naive():
     assert error_discrimination(a, c, e) == pytest.approx(naive)
 
 
+def test_error_pairs_by_type_matches_naive():
+    rng = np.random.default_rng(2)
+    a, c, e = rng.normal(size=(25, 6)), rng.normal(size=(25, 6)), rng.normal(size=(25, 3, 6))
+    kinds = ("severity", "negation", "laterality", "omission")
+    types = [[kinds[(i + j) % 4] for j in range(3)] for i in range(25)]
+
+    def cos(x, y):
+        return x @ y / (np.linalg.norm(x) * np.linalg.norm(y))
+
+    got = error_pairs_by_type(a, c, e, types)
+    assert set(got) == set(kinds)
+    for kind in kinds:
+        pairs = [(i, j) for i in range(25) for j in range(3) if types[i][j] == kind]
+        naive = np.mean([cos(a[i], c[i]) > cos(a[i], e[i, j]) for i, j in pairs])
+        assert got[kind] == (pytest.approx(naive), len(pairs))
+
+
 def test_evaluate_bench_perfect_and_word_matching_encoders(tmp_path):
     rows = [
         {
@@ -55,7 +78,7 @@ def test_evaluate_bench_perfect_and_word_matching_encoders(tmp_path):
             "shorthand": f"sh {i}",
             "impression_only": f"io {i}",
             "restyled": f"re {i}",
-            "errors": [{"type": "negation", "text": f"err{j} {i}"} for j in range(3)],
+            "errors": [{"type": ("negation", "severity", "omission")[j], "text": f"err{j} {i}"} for j in range(3)],
         }
         for i in range(5)
     ]
@@ -75,6 +98,9 @@ def test_evaluate_bench_perfect_and_word_matching_encoders(tmp_path):
 
     m = evaluate_bench(oracle, items)
     assert m["shorthand_R@1"] == 1.0 and m["restyled_R@5"] == 1.0 and m["errdisc_orig_acc"] == 1.0
+    for kind in ("negation", "severity", "omission"):  # every error type is visible on its own
+        assert m[f"errpair_orig/{kind}"] == 1.0 and m[f"errpair_shorthand/{kind}"] == 1.0
+        assert m[f"errpair_n/{kind}"] == 5.0
 
 
 def test_load_bench_names_missing_field(tmp_path):

@@ -8,6 +8,9 @@ Metrics exactly as defined in the benchmark README:
 * ``errdisc_orig_acc`` / ``errdisc_shorthand_acc``: the anchor (original, or its shorthand variant)
   picks among ``restyled`` (correct) and the three single-error texts; correct when ``restyled`` has
   the highest cosine. Chance is 0.25.
+* ``errpair_{orig,shorthand}/{error type}``: per error type, the share of (report, single-error text)
+  pairs where ``restyled`` scores strictly above that error text (chance 0.5); ``errpair_n/{type}``
+  counts the pairs.
 
 The metric functions take embeddings, so any encoder (or the CLIP text tower) can be scored.
 
@@ -173,6 +176,30 @@ def error_discrimination(anchors: np.ndarray, correct: np.ndarray, errors: np.nd
     return float((good > bad.max(axis=1)).mean())
 
 
+def error_pairs_by_type(
+    anchors: np.ndarray, correct: np.ndarray, errors: np.ndarray, types: Sequence[Sequence[str]]
+) -> dict[str, tuple[float, int]]:
+    """Per error type: how often ``correct`` scores strictly above one single-error text of that type.
+
+    Args:
+        anchors: (N, D) anchor embeddings; correct: (N, D); errors: (N, E, D).
+        types: (N, E) error type of each error text.
+
+    Returns:
+        error type -> (share of (item, error) pairs where the correct text wins, number of pairs).
+    """
+    a = _unit(anchors)
+    good = (a * _unit(correct)).sum(-1)  # (N,)
+    bad = np.einsum("nd,ned->ne", a, _unit(errors))  # (N, E)
+    wins = good[:, None] > bad  # (N, E)
+    flat_types = np.asarray([t for row in types for t in row], dtype=object)
+    flat_wins = wins.reshape(-1)
+    return {
+        t: (float(flat_wins[flat_types == t].mean()), int((flat_types == t).sum()))
+        for t in sorted(set(flat_types.tolist()))
+    }
+
+
 def canonical_text(text: str) -> str:
     """Whitespace collapsed and stripped: the form under which two answers are the same document."""
     return " ".join(str(text).split())
@@ -282,6 +309,12 @@ def evaluate_bench(
     metrics["errdisc_shorthand_acc"] = error_discrimination(
         get([it.shorthand for it in items]), restyled, errors
     )
+    # Per error type: the correct rewrite against each single-error rewrite of that type, pair by pair.
+    types = [[t for t, _ in it.errors] for it in items]
+    for anchor_name, anchors in (("orig", originals), ("shorthand", get([it.shorthand for it in items]))):
+        for error_type, (share, n) in error_pairs_by_type(anchors, restyled, errors, types).items():
+            metrics[f"errpair_{anchor_name}/{error_type}"] = share
+            metrics[f"errpair_n/{error_type}"] = float(n)
     return metrics
 
 
