@@ -97,7 +97,7 @@ def evaluate(
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
-        table.add_row(key, f"{value:.3f}")
+        table.add_row(key, f"{value:.0f}" if key.startswith("errpair_n/") else f"{value:.3f}")  # n = pairs
     Console().print(table)
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
