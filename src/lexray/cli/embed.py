@@ -50,39 +50,24 @@ def images_cmd(
     batch_size: int = typer.Option(32, min=1, help="Images per forward pass."),
 ) -> None:
     """Embed every image of the manifest's studies; unreadable images are skipped and counted."""
-    from tqdm.auto import tqdm
-
-    from lexray.data.images import ImageError, load_radiograph
+    from lexray.embedding import embed_safely
 
     check_output_file(out, example="images.npz", inputs=[manifest])
     encoder, studies = _load(model, manifest, split)
     root = image_root or manifest.parent
-    rows: list[tuple[str, str]] = []
-    for s in studies:
-        for im in s.images:
-            p = Path(im.path)
-            rows.append((s.study_id, str(p if p.is_absolute() else root / p)))
+    rows = [(s.study_id, str(im.resolve(root))) for s in studies for im in s.images]
     if not rows:
         raise _fail(f"{manifest} has no images{f' in split {split}' if split else ''}")
-    embs, ids, paths, bad = [], [], [], 0
-    for start in tqdm(range(0, len(rows), batch_size), desc="images", unit="batch"):
-        arrays = []
-        for sid, path in rows[start : start + batch_size]:
-            try:
-                arrays.append(load_radiograph(path).pixels)
-            except ImageError as exc:
-                bad += 1
-                typer.secho(f"skipped: {exc}", fg="yellow", err=True)
-                continue
-            ids.append(sid)
-            paths.append(path)
-        if arrays:
-            embs.append(encoder.embed_images(arrays, batch_size=batch_size))
-    if bad:
-        typer.echo(f"skipped {bad} unreadable images")
-    if not embs:
-        raise _fail("no image could be read")
-    _save(out, np.concatenate(embs).astype(np.float32), ids, {"path": paths})
+    paths = [path for _, path in rows]
+    vectors, failed = embed_safely(encoder.embed_images, paths, batch_size, progress=True, desc="images")
+    for _, reason in failed:
+        typer.secho(f"skipped: {reason}", fg="yellow", err=True)
+    if failed:
+        typer.echo(f"skipped {len(failed)} unreadable images")
+    ok = np.ones(len(rows), dtype=bool)
+    ok[[i for i, _ in failed]] = False
+    kept = [row for row, good in zip(rows, ok, strict=True) if good]
+    _save(out, vectors[ok], [sid for sid, _ in kept], {"path": [path for _, path in kept]})
 
 
 @app.command("texts")

@@ -120,7 +120,12 @@ def format_report(findings: str, impression: str, fmt: str = "plain") -> str:
 
 
 def dedup_key(text: str) -> str:
-    """Reports equal under this key are duplicates (case and whitespace folded)."""
+    """Batch texts equal under this key never share a CLIP batch (case and whitespace folded).
+
+    Deliberately weaker than :func:`lexray.data.study.normalize_report`, the project's "identical
+    report" rule (which also drops punctuation): the batch plan of a run is a pure function of this key,
+    so changing it would change the batches of every recorded run and break exact resume.
+    """
     return _SPACES.sub(" ", text.lower()).strip()
 
 
@@ -151,26 +156,18 @@ def load_pairs(source: SourceConfig) -> tuple[list[Pair], list[tuple[str, str]]]
         if not (s.findings.strip() or s.impression.strip()):
             skipped.append((s.study_id, "no findings or impression"))
             continue
-        images = tuple(str(p) for p in (_resolve(root, im.path) for im in s.images) if p.is_file())
+        images = tuple(str(p) for p in (im.resolve(root) for im in s.images) if p.is_file())
         if not images:
             skipped.append((s.study_id, f"none of its {len(s.images)} image files exists under {root}"))
             continue
-        findings, impression = s.findings, s.impression
-        if not findings and not impression:
-            findings = s.report
         pairs.append(
-            Pair(s.study_id, name, findings, impression, images, s.extra.get("phantom_findings", ""))
+            Pair(s.study_id, name, s.findings, s.impression, images, s.extra.get("phantom_findings", ""))
         )
     if skipped:
         log.warning(
             "%s: skipped %d of %d studies (first: %s)", name, len(skipped), len(studies), skipped[0][1]
         )
     return pairs, skipped
-
-
-def _resolve(root: Path, path: str) -> Path:
-    p = Path(path)
-    return p if p.is_absolute() else root / p
 
 
 def load_variants(store: str, study_ids: set[str]) -> dict[str, list[str]]:

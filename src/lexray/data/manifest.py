@@ -28,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lexray import __version__
-from lexray.data.study import Image, Reject, Study
+from lexray.data.study import Image, Reject, Study, rejects_path
 from lexray.errors import LexrayError
 
 log = logging.getLogger(__name__)
@@ -55,12 +55,6 @@ SCHEMA = pa.schema(
 
 class ManifestError(LexrayError, ValueError):
     """A manifest file is missing, not a lexray manifest, or from an unsupported schema version."""
-
-
-def rejects_path(manifest_path: str | Path) -> Path:
-    """The rejects file that belongs to a manifest: ``<stem>.rejects.jsonl`` in the same folder."""
-    p = Path(manifest_path)
-    return p.with_name(f"{p.stem}.rejects.jsonl")
 
 
 def _atomic_target(path: Path) -> Path:

@@ -23,7 +23,6 @@ the published script's saved ranks).
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from lexray.data.study import normalize_report
 from lexray.evaluate.retrieval import DEFAULT_KS, Ties, retrieval_ranks, summarize_ranks
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 LEVELS = ("study", "image")
 MODES = ("exact", "dedup")
 DIRECTIONS = ("image_to_text", "text_to_image")
-
-_NON_WORD = re.compile(r"[^a-z0-9]+")
 
 
 @dataclass(frozen=True)
@@ -128,11 +126,6 @@ def published_retrieval(
     for name, ahead in (("image_to_report", ahead_i2t), ("report_to_image", ahead_t2i)):
         out[name] = {f"R@{k}": 100.0 * float((ahead + 1 <= k).float().mean()) if n else 0.0 for k in ks}
     return out
-
-
-def normalize_report(text: str) -> str:
-    """The form under which two reports count as identical: lower case, only letters/digits, single spaces."""
-    return _NON_WORD.sub(" ", text.lower()).strip()
 
 
 def duplicate_groups(texts: Sequence[str]) -> np.ndarray:

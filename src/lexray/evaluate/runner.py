@@ -18,14 +18,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from lexray.config import save_config
-from lexray.data.study import Study
-from lexray.evaluate.embedder import EmbeddingModel
+from lexray.data.study import Study, TextField, resolve_path
+from lexray.embedding import EmbeddingModel, embed_safely
 from lexray.evaluate.generation import GenerationConfig, retrieval_as_generation
 from lexray.evaluate.protocol import (
     RetrievalConfig,
@@ -37,8 +36,6 @@ from lexray.evaluate.retrieval import retrieval_ranks, summarize_ranks
 from lexray.evaluate.robustness import style_robustness
 
 log = logging.getLogger(__name__)
-
-TextField = Literal["report_text", "findings", "impression", "report"]
 
 
 @dataclass(frozen=True)
@@ -83,53 +80,15 @@ class EvaluateConfig:
     group_key: str = ""
 
 
-def _text(study: Study, text_field: str) -> str:
-    return study.report_text if text_field == "report_text" else getattr(study, text_field)
-
-
-def _resolve(path: str, root: Path) -> str:
-    p = Path(path)
-    return str(p if p.is_absolute() else root / p)
-
-
 def embed_images_safely(
     model: EmbeddingModel, images: Sequence[Any], batch_size: int, progress: bool = False
 ) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """Embed images batch by batch; a batch that fails is retried image by image to isolate bad files.
+    """Embed images batch by batch, skipping bad files (the rule of :func:`lexray.embedding.embed_safely`).
 
     Returns:
         ((N, D) embeddings with zero rows for failed images, [(index, reason)] of the failures).
     """
-    chunks: list[np.ndarray] = []
-    failed: list[tuple[int, str]] = []
-    dim: int | None = None
-    for s in tqdm(
-        range(0, len(images), batch_size), desc="embedding images", disable=not progress, unit="batch"
-    ):
-        batch = list(images[s : s + batch_size])
-        try:
-            chunk = np.asarray(model.embed_images(batch, batch_size), dtype=np.float32)
-        except (OSError, ValueError, RuntimeError) as exc:
-            log.debug("image batch at %d failed (%s); retrying one by one", s, exc)
-            rows = []
-            for j, im in enumerate(batch):
-                try:
-                    rows.append(np.asarray(model.embed_images([im], 1), dtype=np.float32)[0])
-                except (OSError, ValueError, RuntimeError) as one:
-                    failed.append((s + j, f"{type(one).__name__}: {one}"))
-                    rows.append(None)
-            good = [r for r in rows if r is not None]
-            d = dim or (len(good[0]) if good else None)
-            if d is None:
-                chunks.append(np.zeros((len(batch), 0), dtype=np.float32))
-                continue
-            chunk = np.stack([r if r is not None else np.zeros(d, dtype=np.float32) for r in rows])
-        dim = dim or chunk.shape[1]
-        chunks.append(chunk)
-    if dim is None:
-        raise ValueError(f"none of the {len(images)} images could be embedded (first error: {failed[:1]})")
-    chunks = [c if c.shape[1] == dim else np.zeros((len(c), dim), dtype=np.float32) for c in chunks]
-    return np.concatenate(chunks), failed
+    return embed_safely(model.embed_images, images, batch_size, progress, desc="embedding images")
 
 
 def _variant_texts(
@@ -154,7 +113,7 @@ def _variant_texts(
         texts, idx = out[style]
         for i, st in enumerate(studies):
             text, reason = render_rule_style(st, style, config.seed)
-            if not reason and text.strip() and text.strip() != _text(st, text_field).strip():
+            if not reason and text.strip() and text.strip() != st.text(text_field).strip():
                 texts.append(text)
                 idx.append(i)
     return out
@@ -204,13 +163,13 @@ def run_evaluation(
         chosen = chosen[: config.max_studies]
     kept: list[Study] = []
     for st in chosen:
-        if not _text(st, config.text_field).strip():
+        if not st.text(config.text_field).strip():
             skipped.append({"study_id": st.study_id, "reason": f"empty {config.text_field}"})
         elif not st.images:
             skipped.append({"study_id": st.study_id, "reason": "no images"})
         else:
             kept.append(st)
-    image_paths = [_resolve(im.path, root) for st in kept for im in st.images]
+    image_paths = [str(im.resolve(root)) for st in kept for im in st.images]
     image_study = np.array([i for i, st in enumerate(kept) for _ in st.images], dtype=np.int64)
     log.info("evaluating %d studies (%d images) of split %r", len(kept), len(image_paths), config.split)
 
@@ -236,7 +195,7 @@ def run_evaluation(
         raise ValueError(
             f"no study of split {config.split!r} has a readable image and a report (see {out}/skipped.jsonl)"
         )
-    texts = [_text(st, config.text_field) for st in kept]
+    texts = [st.text(config.text_field) for st in kept]
     txt_emb = np.asarray(model.embed_texts(texts, config.batch_size), dtype=np.float32)
 
     metrics: dict[str, Any] = {
@@ -266,14 +225,14 @@ def run_evaluation(
 
     if config.run_generation:
         pool = [s for s in (corpus if corpus is not None else studies) if s.split == config.corpus_split]
-        pool = [s for s in pool if _text(s, config.text_field).strip()]
+        pool = [s for s in pool if s.text(config.text_field).strip()]
         if not pool:
             log.warning(
                 "no %r studies with text to retrieve reports from; generation skipped", config.corpus_split
             )
             metrics["generation"] = {"unavailable": f"empty corpus split {config.corpus_split!r}"}
         else:
-            corpus_texts = [_text(s, config.text_field) for s in pool]
+            corpus_texts = [s.text(config.text_field) for s in pool]
             corpus_emb = np.asarray(model.embed_texts(corpus_texts, config.batch_size), dtype=np.float32)
             q = np.arange(len(kept))
             gen, generated = retrieval_as_generation(
@@ -335,7 +294,10 @@ def _same_group_retrieval(
         return {"unavailable": f"{missing} of {len(kept)} studies have no extra[{config.group_key!r}]"}
     g = np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)[1]
     out: dict[str, Any] = {"key": config.group_key, "groups": int(g.max()) + 1}
-    for direction, (q, k) in (("image_to_text", (study_img, txt_emb)), ("text_to_image", (txt_emb, study_img))):
+    for direction, (q, k) in (
+        ("image_to_text", (study_img, txt_emb)),
+        ("text_to_image", (txt_emb, study_img)),
+    ):
         ranks = retrieval_ranks(q, k, g, g, ties=config.retrieval.ties)
         out[direction] = summarize_ranks(ranks, config.retrieval.ks)
     return out
@@ -354,7 +316,7 @@ def _zero_shot(model: EmbeddingModel, config: EvaluateConfig) -> dict[str, Any]:
                 f"{zs.labels}: needs columns {zs.path_column!r} and 'label' (got {list(df.columns)})"
             )
     root = Path(zs.image_root or Path(zs.labels).parent)
-    paths = [_resolve(p, root) for p in df[zs.path_column].astype(str)]
+    paths = [str(resolve_path(p, root)) for p in df[zs.path_column].astype(str)]
     classes = sorted(set(df["label"]))
     prompts = {c: DEFAULT_PROMPTS.get(c, (f"{c}.",)) for c in classes}
     return zero_shot_classify(model, paths, list(df["label"]), prompts, config.batch_size)

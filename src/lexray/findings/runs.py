@@ -17,13 +17,14 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from lexray.data.study import TEXT_FIELDS, rejects_path
 from lexray.findings.labeler import Labeler, LabelerConfig
 from lexray.findings.labels import CHEXPERT_OBSERVATIONS, STATUSES
 
 logger = logging.getLogger(__name__)
 
-#: Manifest fields that can be labelled (``Study`` attributes).
-MANIFEST_TEXT_FIELDS = ("report", "report_text", "findings", "impression")
+#: Manifest fields that can be labelled (the ``Study`` text fields).
+MANIFEST_TEXT_FIELDS = TEXT_FIELDS
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,6 @@ class LabelRunStats:
     seconds: float  # wall time of the labelling
     out: Path  # the labels file
     rejects: Path | None  # the rejects file, None when nothing was rejected
-
-
-def rejects_path(out: str | Path) -> Path:
-    """``labels.jsonl`` -> ``labels.rejects.jsonl`` beside it."""
-    out = Path(out)
-    return out.with_name(f"{out.name.split('.')[0]}.rejects.jsonl")
 
 
 def iter_records(
@@ -76,7 +71,7 @@ def iter_records(
         from lexray.data.manifest import read_manifest
 
         for study in read_manifest(path):
-            yield study.study_id, getattr(study, text)
+            yield study.study_id, study.text(text)
         return
     with path.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, start=1):

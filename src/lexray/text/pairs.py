@@ -15,9 +15,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from lexray.data.study import Study
+from lexray.data.study import normalize_report as normalize_text
 from lexray.variants.rules import reword_report
 
-_NON_WORD = re.compile(r"[^a-z0-9]+")
 _FINDINGS_HEADER = re.compile(r"^\s*FINDINGS:\s*")
 _IMPRESSION_HEADER = re.compile(r"\s*\bIMPRESSION:\s*")
 
@@ -46,11 +46,6 @@ def relayout_text(text: str, rng: random.Random) -> str:
     if len(parts) != 2 or not _FINDINGS_HEADER.match(parts[0]):
         return text
     return relayout(_FINDINGS_HEADER.sub("", parts[0], count=1), parts[1], rng)
-
-
-def normalize_text(text: str) -> str:
-    """Lower-case, punctuation-free, single-spaced text: the identity used for duplicate detection."""
-    return _NON_WORD.sub(" ", text.lower()).strip()
 
 
 def stable_hash(value: str) -> int:
