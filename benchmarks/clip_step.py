@@ -23,7 +23,7 @@ from rich.table import Table
 
 from lexray.clip import ClipLoss, DualEncoder, DualEncoderConfig, TextTowerConfig
 from lexray.clip.train import OptimConfig, build_optimizer
-from lexray.data.phantom import PhantomFindings, render_phantom
+from lexray.phantoms import PhantomFindings, render_phantom
 from lexray.vision import VisionConfig
 
 REPO = Path(__file__).resolve().parents[1]

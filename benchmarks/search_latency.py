@@ -172,9 +172,9 @@ def api_part(args: argparse.Namespace) -> None:
     import uvicorn
 
     from lexray.clip import DualEncoder, DualEncoderConfig
-    from lexray.data.phantom import PhantomFindings, render_phantom, save_phantom_png
     from lexray.data.study import Image, Study
     from lexray.index import IndexConfig, Searcher, build_index, make_ref
+    from lexray.phantoms import PhantomFindings, render_phantom, save_phantom_png
     from lexray.serve import ServeConfig, create_app
 
     torch.set_num_threads(args.threads)

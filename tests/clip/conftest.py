@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from lexray.data.manifest import write_manifest
-from lexray.data.phantom import PhantomFindings, render_phantom, save_phantom_png
 from lexray.data.study import Image, Study
+from lexray.phantoms import PhantomFindings, render_phantom, save_phantom_png
 from lexray.testing import build_tiny_llama
 
 

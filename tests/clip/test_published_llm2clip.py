@@ -239,9 +239,9 @@ def test_deepspeed_truncated_and_pickled_files(published, tmp_path):
 
 def test_imported_model_runs_through_evaluate_index_search_serve(published, tmp_path):
     from lexray.data.manifest import write_manifest
-    from lexray.data.phantom import PhantomFindings, render_phantom, save_phantom_png
     from lexray.data.study import Image, Study
     from lexray.index import Searcher
+    from lexray.phantoms import PhantomFindings, render_phantom, save_phantom_png
     from lexray.serve import create_app
 
     runner = CliRunner()

@@ -106,9 +106,9 @@ def test_open_clip_errors(tmp_path, monkeypatch):
 
 def test_imported_open_clip_builds_an_index_and_searches(saved_by_open_clip, tmp_path):
     from lexray.data.manifest import write_manifest
-    from lexray.data.phantom import PhantomFindings, render_phantom, save_phantom_png
     from lexray.data.study import Image, Study
     from lexray.index import Searcher
+    from lexray.phantoms import PhantomFindings, render_phantom, save_phantom_png
 
     out = import_open_clip(str(saved_by_open_clip), tmp_path / "m")
     studies = []

@@ -42,7 +42,7 @@ def test_smollm2_frozen_tower_with_cache(smollm2_dir: Path, openi_dir: Path, tmp
 
 
 def test_real_reports_render_their_findings(openi_dir: Path, tmp_path: Path) -> None:
-    from lexray.data.phantom import PhantomConfig, render_studies
+    from lexray.phantoms import PhantomConfig, render_studies
 
     studies = _reports(openi_dir, 40)
     result = render_studies(studies, tmp_path, PhantomConfig(size=128), progress=False)

@@ -20,7 +20,7 @@ from lexray.clip.data import (
 )
 from lexray.clip.train import ClipTrainConfig, build_optimizer, load_train_config, train
 from lexray.config import load_config
-from lexray.data.phantom import PhantomFindings, render_phantom
+from lexray.phantoms import PhantomFindings, render_phantom
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,13 +17,13 @@ from hypothesis import strategies as st
 
 from lexray.config import load_config
 from lexray.data.manifest import read_manifest, read_rejects
-from lexray.data.phantom import PhantomConfig
 from lexray.data.prepare import PrepareConfig
 from lexray.data.sections import parse_report
 from lexray.data.sources._tables import read_table_file
 from lexray.data.sources.hospital import HospitalConfig, load_hospital
 from lexray.data.sources.openi import _load_split_file, load_openi
 from lexray.errors import LexrayError
+from lexray.phantoms import PhantomConfig
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

@@ -244,7 +244,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 
 
 def test_an_interrupted_phantom_rerun_leaves_the_old_run_intact_then_replaces_it(tmp_path, monkeypatch):
-    import lexray.data.phantom as phantom
+    import lexray.phantoms.run as phantom
 
     out = tmp_path / "ph" / "manifest.parquet"
     args = ("data", "phantom", "--out", out, "--set", "size=32", "--set", "workers=1")

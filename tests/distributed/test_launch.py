@@ -15,8 +15,8 @@ import pytest
 import yaml
 
 from lexray.data.manifest import write_manifest
-from lexray.data.phantom import PhantomFindings, render_phantom, save_phantom_png
 from lexray.data.study import Image, Study
+from lexray.phantoms import PhantomFindings, render_phantom, save_phantom_png
 
 pytestmark = pytest.mark.distributed
 

@@ -23,8 +23,8 @@ def test_evaluate_cli_on_real_reports_and_phantoms(openi_dir: Path, minilm_dir: 
 
     from lexray.clip import DualEncoder, DualEncoderConfig, TextTowerConfig
     from lexray.data.manifest import write_manifest
-    from lexray.data.phantom import PhantomConfig, render_studies
     from lexray.data.sources.openi import load_openi
+    from lexray.phantoms import PhantomConfig, render_studies
     from lexray.vision import VisionConfig
 
     studies = load_openi(openi_dir / "NLMCXR_reports.tgz", split_file=openi_dir / "r2gen_split.json").studies

@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from lexray.data.manifest import read_manifest, write_manifest
-from lexray.data.phantom import PhantomFindings, render_phantom, save_phantom_png
 from lexray.data.study import Image, Study
 from lexray.experiments.style_mix import (
     CohortConfig,
@@ -20,6 +19,7 @@ from lexray.experiments.style_mix import (
     hospital_rewrites,
     run_style_mix,
 )
+from lexray.phantoms import PhantomFindings, render_phantom, save_phantom_png
 from lexray.testing import build_tiny_bert, build_tiny_llama
 
 REPORTS = [

@@ -11,9 +11,9 @@ from typer.testing import CliRunner
 
 from lexray.cli.main import app
 from lexray.data.manifest import write_manifest
-from lexray.data.phantom import PhantomFindings, render_phantom, save_phantom_png
 from lexray.data.study import Image, Study
 from lexray.index import RetrievalIndex, Searcher
+from lexray.phantoms import PhantomFindings, render_phantom, save_phantom_png
 from lexray.serve import create_app
 
 pytestmark = pytest.mark.slow

@@ -59,11 +59,11 @@ def fake_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str
     """The demo's wiring for real, with each stage's heavy work replaced by a recorder that writes its files."""
     import lexray.clip.train
     import lexray.data.manifest
-    import lexray.data.phantom
     import lexray.data.sources.openi
     import lexray.evaluate.runner
     import lexray.index.model
     import lexray.index.store
+    import lexray.phantoms
     import lexray.pipelines.demo as demo
     import lexray.text.encoder
 
@@ -99,7 +99,7 @@ def fake_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[list[str
     monkeypatch.setattr(lexray.data.sources.openi, "load_openi", load_openi)
     monkeypatch.setattr(lexray.data.manifest, "write_manifest", write_manifest)
     monkeypatch.setattr(lexray.data.manifest, "read_manifest", lambda path: [])
-    monkeypatch.setattr(lexray.data.phantom, "render_studies", render_studies)
+    monkeypatch.setattr(lexray.phantoms, "render_studies", render_studies)
     monkeypatch.setattr(lexray.text.encoder, "is_encoder_dir", lambda path: True)
     monkeypatch.setattr(lexray.clip.train, "train", train_clip)
     monkeypatch.setattr(lexray.evaluate.runner, "run_evaluation", run_evaluation)

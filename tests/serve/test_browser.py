@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from lexray.data.phantom import PhantomFindings, render_phantom, save_phantom_png
 from lexray.data.study import Image, Study
 from lexray.index import IndexConfig, Searcher, build_index, make_ref
+from lexray.phantoms import PhantomFindings, render_phantom, save_phantom_png
 from lexray.serve import ServeConfig, create_app
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

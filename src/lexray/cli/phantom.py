@@ -22,8 +22,8 @@ def phantom(
     """
     from lexray.config import load_config, save_config
     from lexray.data.manifest import check_output_manifest, read_manifest
-    from lexray.data.phantom import PhantomConfig, write_phantom_run
     from lexray.errors import LexrayError
+    from lexray.phantoms import PhantomConfig, write_phantom_run
 
     try:
         cfg = load_config(PhantomConfig, config, overrides or [])

@@ -129,14 +129,14 @@ def stage_manifest(archive: Path, out: Path) -> StageOutput:
 
 def stage_phantoms(manifest: StageOutput, out: Path, size: int) -> StageOutput:
     """Render one synthetic frontal phantom per study from its labelled findings."""
-    from lexray.data.phantom import PhantomConfig
+    from lexray.phantoms import PhantomConfig
 
     config = PhantomConfig(size=size)
     path = out / "phantoms" / "manifest.parquet"
 
     def make() -> None:
         from lexray.data.manifest import read_manifest, write_manifest
-        from lexray.data.phantom import render_studies
+        from lexray.phantoms import render_studies
 
         studies = [s for s in read_manifest(manifest.path) if s.split in ("train", "val", "test")]
         result = render_studies(studies, path.parent, config)

@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lexray.data.phantom import (
+from lexray.data.study import Study
+from lexray.findings.labels import CHEXPERT_OBSERVATIONS, Mention, ReportLabels
+from lexray.phantoms import (
     PhantomConfig,
     PhantomFindings,
     findings_from_labels,
@@ -18,8 +20,6 @@ from lexray.data.phantom import (
     side_sign,
     study_seed,
 )
-from lexray.data.study import Study
-from lexray.findings.labels import CHEXPERT_OBSERVATIONS, Mention, ReportLabels
 
 SIZE = 128
 
