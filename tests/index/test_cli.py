@@ -66,3 +66,16 @@ def test_cli_errors_are_clean(tmp_path: Path, toy_run, toy_module):
     assert r.exit_code == 2 and "not a lexray index" in r.output
     r = _invoke("search", "--index", tmp_path)
     assert r.exit_code == 2 and "exactly one of --image or --text" in r.output
+
+
+def test_build_lists_skipped_records_by_study_and_reason(tmp_path: Path, toy_run, toy_module, corpus):
+    studies = corpus(tmp_path, 3)
+    (tmp_path / studies[1].images[0].path).unlink()
+    write_manifest(studies, tmp_path / "m.parquet")
+    r = _invoke(
+        "index", "build", "--model", toy_run, "--manifest", tmp_path / "m.parquet", "--out", tmp_path / "idx",
+        "--set", f"model_class={toy_module}", "--no-progress",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    flat = "".join(r.output.split())  # the console wraps long lines
+    assert "skippedstudys1:missing_image:" in flat and "img/s1_0.png:filenotfound" in flat

@@ -21,12 +21,12 @@ from lexray.index import (
     ModelLoadError,
     RetrievalIndex,
     Searcher,
+    _versions,
     add_to_index,
     build_index,
     load_model,
     make_ref,
 )
-from lexray.index import store as store_mod
 from lexray.index._faiss import IndexBuildError, recall_at_k
 
 
@@ -106,7 +106,9 @@ def test_append_equals_fresh_build(tmp_path, toy_run, toy_module, corpus):
     # s2 is already indexed: skipped with a reason, not duplicated.
     report = add_to_index(out, [*second, first[2]], model, image_root=tmp_path, progress=False)
     assert report.added == {"image": 10, "text": 5}
-    assert [(r.study_id, r.reason) for r in report.rejects] == [("s2", "already in the index")]
+    assert [(r.record, r.reason, r.detail) for r in report.rejects] == [
+        ("s2", "already_indexed", "already in the index")
+    ]
     appended = RetrievalIndex.load(out)
     assert appended.version != v1 and len(appended.studies) == 11
     _, fresh_out, _ = _build(tmp_path, toy_run, toy_module, [*first, *second], out=tmp_path / "fresh")
@@ -136,15 +138,22 @@ def test_bad_records_are_skipped_and_counted(tmp_path, toy_run, toy_module, corp
     studies[3] = replace(studies[3], findings="", impression="")  # nothing to embed
     studies.append(replace(studies[0], findings="duplicate"))  # duplicate id
     _, out, report = _build(tmp_path, toy_run, toy_module, studies)
-    reasons = {(r.study_id, r.modality): r.reason for r in report.rejects}
-    assert set(reasons) == {("s1", "image"), ("s2", "image"), ("s3", "text"), ("s0", "study")}
-    assert "ImageError" in reasons[("s1", "image")]
-    assert "not found" in reasons[("s2", "image")]
-    assert "empty" in reasons[("s3", "text")]
-    assert "duplicate" in reasons[("s0", "study")]
+    # One reject record for the whole project: the study id, a reason code naming the side, the detail.
+    details = {(r.record, r.reason): r.detail for r in report.rejects}
+    assert set(details) == {
+        ("s1", "unembeddable_image"),
+        ("s2", "missing_image"),
+        ("s3", "empty_report"),
+        ("s0", "duplicate_study_id"),
+    }
+    assert "ImageError" in details[("s1", "unembeddable_image")]
+    assert "not found" in details[("s2", "missing_image")]
+    assert "empty" in details[("s3", "empty_report")]
+    assert "duplicate" in details[("s0", "duplicate_study_id")]
+    assert {r.source for r in report.rejects} == {"synthetic"}
     idx = RetrievalIndex.load(out)
     assert len(idx.meta("image")) == 10 and len(idx.meta("text")) == 5 and len(idx.studies) == 6
-    assert len(idx.rejects()) == 4
+    assert idx.rejects() == list(report.rejects)
     assert idx.study("s3").images  # its images are still indexed
 
 
@@ -193,7 +202,7 @@ def test_changed_model_is_refused(tmp_path, toy_run, toy_module, corpus):
 
 def test_concurrent_writer_is_refused(tmp_path, toy_run, toy_module, corpus):
     studies = corpus(tmp_path, 2)
-    with store_mod._locked(tmp_path / "idx"), pytest.raises(IndexBusyError):
+    with _versions.locked(tmp_path / "idx"), pytest.raises(IndexBusyError):
         _build(tmp_path, toy_run, toy_module, studies)
 
 
@@ -204,7 +213,7 @@ def test_failure_while_writing_keeps_previous_version(tmp_path, toy_run, toy_mod
     def broken_write(*args, **kwargs):
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(store_mod.faiss, "write_index", broken_write)
+    monkeypatch.setattr(_versions.faiss, "write_index", broken_write)
     with pytest.raises(OSError, match="disk full"):
         _build(tmp_path, toy_run, toy_module, corpus(tmp_path, 5))
     idx = RetrievalIndex.load(out)

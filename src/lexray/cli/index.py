@@ -45,7 +45,7 @@ def _print_report(report: BuildReport, verb: str) -> None:
         f"studies: {report.studies}; skipped records: {len(report.rejects)}; reused chunks: {report.resumed_chunks}"
     )
     for r in report.rejects[:10]:
-        console.print(f"  skipped {r.modality} of study {r.study_id}: {r.reason}", markup=False)
+        console.print(f"  skipped study {r.record or '(no id)'}: {r.reason}: {r.detail}", markup=False)
     if len(report.rejects) > 10:
         console.print(f"  ... and {len(report.rejects) - 10} more in rejects.jsonl")
 

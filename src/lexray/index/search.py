@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 
 from lexray.index.config import Modality
 from lexray.index.model import Embedder, ImageInput, load_model
-from lexray.index.store import ImageRecord, RetrievalIndex
+from lexray.index.reader import ImageRecord, RetrievalIndex
 
 log = logging.getLogger(__name__)
 
@@ -63,22 +64,21 @@ class Searcher:
             hits.append(Hit(len(hits) + 1, float(score), self.index.study_id_of(target, row), target, image))
         return hits
 
-    def by_image(self, image: ImageInput, k: int = 5, target: Modality = "text") -> SearchResult:
-        """Search with an image (pixels (H, W) in [0, 1] or a file path); reports by default."""
+    def _timed(self, embed: Callable[[], np.ndarray], target: Modality, k: int) -> SearchResult:
+        """Embed the query with ``embed`` and search ``target``, timing both steps."""
         t0 = time.perf_counter()
-        q = self.model.embed_images([image], batch_size=1)  # (1, D)
+        q = embed()  # (1, D)
         t1 = time.perf_counter()
         hits = self.search_vector(np.asarray(q, dtype=np.float32)[0], target, k)
         t2 = time.perf_counter()
         return SearchResult(hits, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
 
+    def by_image(self, image: ImageInput, k: int = 5, target: Modality = "text") -> SearchResult:
+        """Search with an image (pixels (H, W) in [0, 1] or a file path); reports by default."""
+        return self._timed(lambda: self.model.embed_images([image], batch_size=1), target, k)
+
     def by_text(self, text: str, k: int = 5, target: Modality = "image") -> SearchResult:
         """Search with a report-like text; images by default."""
         if not text.strip():
             raise ValueError("the query text is empty")
-        t0 = time.perf_counter()
-        q = self.model.embed_texts([text], batch_size=1)  # (1, D)
-        t1 = time.perf_counter()
-        hits = self.search_vector(np.asarray(q, dtype=np.float32)[0], target, k)
-        t2 = time.perf_counter()
-        return SearchResult(hits, (t1 - t0) * 1e3, (t2 - t1) * 1e3)
+        return self._timed(lambda: self.model.embed_texts([text], batch_size=1), target, k)

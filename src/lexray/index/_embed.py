@@ -1,0 +1,152 @@
+"""Resumable embedding: items embedded in chunks saved under ``INDEX/.work`` as they finish.
+
+Rerunning an interrupted build finds the chunks of the same job (same model, items and chunking) and
+embeds only the missing or damaged ones. A failing batch is retried item by item, so one bad record
+skips only itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lexray.index._layout import WORK_DIR, IndexFormatError
+from lexray.index.config import IndexConfig, Modality
+from lexray.index.model import Embedder, ModelRef
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Items:
+    """What one modality embeds: payloads for the model, metadata rows and cache keys, aligned."""
+
+    payloads: list[Any]  # image paths or report texts, as the model's embed_* method takes them
+    rows: list[dict[str, Any]]  # the metadata row stored for each payload
+    keys: list[str]  # content identity of each payload (path, size and mtime; or study id and text hash)
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """The outcome of embedding one modality's items."""
+
+    vectors: np.ndarray  # (n_ok, D) L2-normalised float32, in item order
+    ok: np.ndarray  # (n,) bool: which items have a vector
+    reasons: list[str]  # per item, why it has none ("" when ok)
+    reused_chunks: int  # chunks read back from an earlier, interrupted run
+
+
+def normalise(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-normalised float32 copy and a mask of rows that were usable (finite, non-zero)."""
+    v = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(v, axis=1)  # (N,)
+    ok = np.isfinite(norms) & (norms > 1e-12)
+    out = np.zeros_like(v)
+    out[ok] = v[ok] / norms[ok, None]
+    return out, ok
+
+
+def _embed_chunk(
+    fn: Callable[..., np.ndarray], payloads: list[Any], batch_size: int, dim: int
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Embed one chunk; on failure retry item by item so one bad record only skips itself.
+
+    Returns the (n_ok, D) vectors, the (n,) ok mask and a reason per item ("" when ok).
+    """
+    n = len(payloads)
+    reasons = [""] * n
+    try:
+        raw = np.asarray(fn(payloads, batch_size=batch_size))
+        if raw.shape != (n, dim):
+            raise IndexFormatError(
+                f"the model returned shape {raw.shape} for {n} items, expected ({n}, {dim})"
+            )
+        vectors, ok = normalise(raw)
+    except IndexFormatError:
+        raise
+    except Exception as exc:  # a bad record in the chunk: isolate it instead of losing the whole chunk
+        log.warning("a batch failed (%s: %s); embedding this chunk item by item", type(exc).__name__, exc)
+        vectors = np.zeros((n, dim), dtype=np.float32)
+        ok = np.zeros(n, dtype=bool)
+        last: Exception = exc
+        for i, payload in enumerate(payloads):
+            try:
+                one = np.asarray(fn([payload], batch_size=1))
+            except Exception as item_exc:  # recorded as the record's reject reason
+                reasons[i] = f"{type(item_exc).__name__}: {item_exc}"
+                last = item_exc
+                continue
+            v, good = normalise(one.reshape(1, dim))
+            vectors[i], ok[i] = v[0], bool(good[0])
+        if not ok.any():
+            # Every record failing is a broken model or environment, not bad data: stop loudly.
+            raise RuntimeError(f"every item of a chunk of {n} failed to embed; last error: {last}") from last
+    for i in np.flatnonzero(~ok):
+        if not reasons[i]:
+            reasons[i] = "the model returned a zero or non-finite vector"
+    return vectors[ok], ok, reasons
+
+
+def job_dir(root: Path, modality: Modality, ref: ModelRef, config: IndexConfig, keys: list[str]) -> Path:
+    """The work folder of one embedding job: the same model, settings and items give the same folder."""
+    h = hashlib.sha256()
+    h.update(json.dumps([modality, ref.to_dict(), config.chunk_size, config.text_field]).encode())
+    for k in keys:
+        h.update(k.encode())
+        h.update(b"\0")
+    return root / WORK_DIR / f"{modality}-{h.hexdigest()[:20]}"
+
+
+def _read_chunk(chunk_file: Path, n: int, dim: int) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+    """A finished chunk of ``n`` items, or None when it is unreadable or from another job shape."""
+    try:
+        with np.load(chunk_file, allow_pickle=False) as z:
+            vecs, ok, why = z["vectors"], z["ok"], [str(r) for r in z["reasons"]]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return None
+    return (vecs, ok, why) if len(ok) == n and vecs.shape[1:] == (dim,) else None
+
+
+def embed_items(
+    model: Embedder, modality: Modality, items: Items, job: Path, config: IndexConfig, progress: bool
+) -> Embedded:
+    """Embed all items chunk by chunk, reusing the chunks already in ``job``."""
+    fn = model.embed_images if modality == "image" else model.embed_texts
+    dim = int(model.embed_dim)
+    cs = max(1, config.chunk_size)
+    job.mkdir(parents=True, exist_ok=True)
+    parts, oks, reasons = [], [], []
+    reused = 0
+    n = len(items.payloads)
+    bar = tqdm(total=n, desc=f"embed {modality}s", unit=modality, disable=not progress, leave=False)
+    for c, start in enumerate(range(0, n, cs)):
+        chunk_file = job / f"chunk-{c:06d}.npz"
+        payloads = items.payloads[start : start + cs]
+        done = _read_chunk(chunk_file, len(payloads), dim) if chunk_file.is_file() else None
+        if done is not None:
+            reused += 1
+        else:
+            if chunk_file.is_file():
+                log.warning("ignoring unreadable chunk %s", chunk_file)
+            done = _embed_chunk(fn, payloads, config.batch_size, dim)
+            tmp = job / f".chunk-{c:06d}.tmp.npz"
+            np.savez(tmp, vectors=done[0], ok=done[1], reasons=np.asarray(done[2], dtype=str))
+            os.replace(tmp, chunk_file)
+        parts.append(done[0])
+        oks.append(done[1])
+        reasons.extend(done[2])
+        bar.update(len(payloads))
+    bar.close()
+    vectors = np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
+    mask = np.concatenate(oks) if oks else np.zeros(0, dtype=bool)
+    return Embedded(vectors.astype(np.float32, copy=False), mask, reasons, reused)
