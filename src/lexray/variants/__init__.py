@@ -9,7 +9,7 @@
 * :mod:`~lexray.variants.store` - the append-only, crash-safe variant store.
 """
 
-from lexray.variants._lexicon import SIDED_FABRICATIONS
+from lexray.variants._rewrites import SIDED_FABRICATIONS
 from lexray.variants._text import parse_sections, source_text, split_sentences
 from lexray.variants.backends import ChatResult, HFChatBackend, OpenAIChatBackend, make_backend
 from lexray.variants.checks import CachedLabeler, Change, check_equivalent, check_error, diff_labels

@@ -36,13 +36,13 @@ class LabelsLike(Protocol):
     mentions: Sequence[Any]
 
 
-class Labeler(Protocol):
-    """A finding labeler: ``pipe(texts)`` gives one :class:`LabelsLike` per text, in order."""
+class LabelerLike(Protocol):
+    """Anything that labels like :class:`lexray.findings.Labeler`: ``pipe(texts)`` gives one :class:`LabelsLike` per text."""
 
     def pipe(self, texts: Sequence[str]) -> list[Any]: ...
 
 
-def get_default_labeler() -> Labeler:
+def get_default_labeler() -> LabelerLike:
     """The project's finding labeler (:func:`lexray.findings.get_labeler`), cached."""
     from lexray.findings import get_labeler
 
@@ -57,7 +57,7 @@ class CachedLabeler:
         maxsize: texts kept (least recently used dropped first).
     """
 
-    def __init__(self, labeler: Labeler, maxsize: int = 200_000) -> None:
+    def __init__(self, labeler: LabelerLike, maxsize: int = 200_000) -> None:
         self.labeler = labeler.labeler if isinstance(labeler, CachedLabeler) else labeler
         self.maxsize = maxsize
         self._cache: OrderedDict[str, Any] = OrderedDict()

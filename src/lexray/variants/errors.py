@@ -17,14 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from lexray.data.study import Study
-from lexray.variants import _lexicon as lex
+from lexray.variants import _rewrites as rw
 from lexray.variants._text import layout, study_sections
 from lexray.variants.checks import (
     ATTRIBUTES,
     NO_FINDING,
     PRESENT,
     CachedLabeler,
-    Labeler,
+    LabelerLike,
     check_error,
     get_default_labeler,
 )
@@ -232,16 +232,16 @@ class _Gen:
                 yield obs, {first: edit[first]}
 
     def laterality(self) -> Iterator[tuple[str, Edit]]:
-        return self.word_swap("laterality", lex.LATERALITY_SWAPS)
+        return self.word_swap("laterality", rw.LATERALITY_SWAPS)
 
     def location(self) -> Iterator[tuple[str, Edit]]:
-        return self.word_swap("location", lex.LOCATION_SWAPS)
+        return self.word_swap("location", rw.LOCATION_SWAPS)
 
     def severity(self) -> Iterator[tuple[str, Edit]]:
-        return self.word_swap("severity", lex.SEVERITY_SWAPS)
+        return self.word_swap("severity", rw.SEVERITY_SWAPS)
 
     def chronicity(self) -> Iterator[tuple[str, Edit]]:
-        return self.word_swap("chronicity", lex.CHRONICITY_SWAPS)
+        return self.word_swap("chronicity", rw.CHRONICITY_SWAPS)
 
     def negation(self) -> Iterator[tuple[str, Edit]]:
         targets = [(o, "positive") for o in self.positive] + [(o, "negative") for o in self.negative]
@@ -253,7 +253,7 @@ class _Gen:
             hits = self._sentences_with(obs, (status,))
             if not hits:
                 continue
-            canonical = lex.CANONICAL.get(obs, obs.lower())
+            canonical = rw.CANONICAL.get(obs, obs.lower())
             if status == "positive":
                 if all(self._only(k, obs) for k, _ in hits):
                     yield obs, {k: [f"No {canonical}."] for k, _ in hits}
@@ -283,9 +283,9 @@ class _Gen:
             hits = self._sentences_with(obs, (status,))
             if not hits:
                 continue
-            canonical = lex.CANONICAL.get(obs, obs.lower())
+            canonical = rw.CANONICAL.get(obs, obs.lower())
             if status == "positive":
-                hedge = self.rng.choice(lex.HEDGES)
+                hedge = self.rng.choice(rw.HEDGES)
                 edit: Edit = {}
                 for k, m in hits:
                     sent, rel = self.doc.sentences[k], self._phrase_start(k, m)
@@ -305,10 +305,10 @@ class _Gen:
                         # Rewrite only the words the labeler read as the hedge.
                         a, b = cue
                         words = sent[a:b]
-                        for pattern, repl in lex.CERTAINTY_REWRITES:
+                        for pattern, repl in rw.CERTAINTY_REWRITES:
                             words = re.sub(rf"\b{pattern}", repl, words + " ", flags=re.I).rstrip()
                         sent = sent[:a] + words + sent[b:]
-                    for pattern, repl in lex.CERTAINTY_REWRITES:
+                    for pattern, repl in rw.CERTAINTY_REWRITES:
                         sent = re.sub(rf"\b{pattern}", repl, sent, flags=re.I)
                     if sent != self.doc.sentences[k]:
                         edit[k] = [_tidy(sent)]
@@ -317,11 +317,11 @@ class _Gen:
 
     def fabricated(self) -> Iterator[tuple[str, Edit]]:
         n = len(self.doc.sentences)
-        for obs in self._shuffled([o for o in self.absent if o in lex.FABRICATIONS]):
-            sentence = self.rng.choice(lex.FABRICATIONS[obs]).format(
-                side=self.rng.choice(lex.SIDES),
-                degree=self.rng.choice(lex.DEGREES),
-                size=self.rng.choice(lex.SIZES),
+        for obs in self._shuffled([o for o in self.absent if o in rw.FABRICATIONS]):
+            sentence = self.rng.choice(rw.FABRICATIONS[obs]).format(
+                side=self.rng.choice(rw.SIDES),
+                degree=self.rng.choice(rw.DEGREES),
+                size=self.rng.choice(rw.SIZES),
             )
             # Insert within the findings when there are findings, else within the impression.
             n_findings = len(self.doc.findings) or n
@@ -360,7 +360,7 @@ def make_error_variants(
     study: Study,
     types: Sequence[str],
     seed: int,
-    labeler: Labeler | None = None,
+    labeler: LabelerLike | None = None,
     max_candidates: int = 4,
 ) -> list[VariantRecord]:
     """Single-error variants of one study: one record per error type.
@@ -383,7 +383,7 @@ def make_error_variants_batch(
     studies: Sequence[Study],
     types: Sequence[str],
     seed: int,
-    labeler: Labeler | None = None,
+    labeler: LabelerLike | None = None,
     max_candidates: int = 4,
     attributes: Sequence[str] = ATTRIBUTES,
 ) -> list[VariantRecord]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from lexray.data.study import Study
 from lexray.variants._text import source_text, study_sections
 from lexray.variants.backends import ChatBackend
-from lexray.variants.checks import ATTRIBUTES, Labeler, check_equivalent, check_error, get_default_labeler
+from lexray.variants.checks import ATTRIBUTES, LabelerLike, check_equivalent, check_error, get_default_labeler
 from lexray.variants.prompts import Prompt, prompt_for_style
 from lexray.variants.record import ERROR_STYLE, NOT_APPLICABLE, VariantRecord
 
@@ -49,7 +49,7 @@ def make_llm_variants(
     studies: Sequence[Study],
     styles: Sequence[str],
     backend: ChatBackend,
-    labeler: Labeler | None = None,
+    labeler: LabelerLike | None = None,
     error_types: Sequence[str] = (),
     prompts_dir: str | None = None,
     attributes: Sequence[str] = ATTRIBUTES,

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from lexray.data.study import Study
 from lexray.errors import LexrayError
 from lexray.variants.backends import BackendError, ChatBackend, make_backend, parse_generator
-from lexray.variants.checks import CachedLabeler, Labeler, get_default_labeler
+from lexray.variants.checks import CachedLabeler, LabelerLike, get_default_labeler
 from lexray.variants.config import VariantsConfig
 from lexray.variants.errors import make_error_variants_batch
 from lexray.variants.llm import make_llm_variants
@@ -85,7 +85,7 @@ def generate_variants(
     studies: Sequence[Study],
     config: VariantsConfig,
     store: VariantStore,
-    labeler: Labeler | None = None,
+    labeler: LabelerLike | None = None,
     backend: ChatBackend | None = None,
     progress: bool = True,
 ) -> RunSummary:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from lexray.data.study import Study
-from lexray.variants import _lexicon as lex
+from lexray.variants import _rewrites as rw
 from lexray.variants._text import (
     FINDINGS_HEADER,
     IMPRESSION_HEADER,
@@ -28,7 +28,13 @@ from lexray.variants._text import (
     split_sentences,
     study_sections,
 )
-from lexray.variants.checks import ATTRIBUTES, CachedLabeler, Labeler, check_equivalent, get_default_labeler
+from lexray.variants.checks import (
+    ATTRIBUTES,
+    CachedLabeler,
+    LabelerLike,
+    check_equivalent,
+    get_default_labeler,
+)
 from lexray.variants.record import NOT_APPLICABLE, RULE_STYLES, VariantRecord
 
 RULES_GENERATOR = "rules"
@@ -53,7 +59,7 @@ def _lexray_imports(tree: ast.Module, root: Path) -> set[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("lexray"):
             found.add(str(node.module))
-            # `from lexray.variants import _lexicon` names a module, not an attribute
+            # `from lexray.variants import _rewrites` names a module, not an attribute
             found.update(
                 f"{node.module}.{a.name}" for a in node.names if _module_file(root, f"{node.module}.{a.name}")
             )
@@ -129,9 +135,9 @@ def _compile(
     return out
 
 
-_ABBREV = _compile(lex.ABBREVIATIONS, case_sensitive_short=False)
-_EXPAND = _compile(lex.EXPANSIONS, case_sensitive_short=True)
-_TELEGRAPHIC = [(re.compile(p, re.IGNORECASE), r) for p, r in lex.TELEGRAPHIC]
+_ABBREV = _compile(rw.ABBREVIATIONS, case_sensitive_short=False)
+_EXPAND = _compile(rw.EXPANSIONS, case_sensitive_short=True)
+_TELEGRAPHIC = [(re.compile(p, re.IGNORECASE), r) for p, r in rw.TELEGRAPHIC]
 
 
 def _match_case(replacement: str, original: str, at_start: bool) -> str:
@@ -306,8 +312,8 @@ def style_headerless(findings: list[str], impression: list[str], rng: random.Ran
 def style_hospital_template(
     findings: list[str], impression: list[str], rng: random.Random
 ) -> tuple[str, str]:
-    """One of the hospital layouts in :data:`lexray.variants._lexicon.HOSPITAL_TEMPLATES`."""
-    tpl = rng.choice(lex.HOSPITAL_TEMPLATES)
+    """One of the hospital layouts in :data:`lexray.variants._rewrites.HOSPITAL_TEMPLATES`."""
+    tpl = rng.choice(rw.HOSPITAL_TEMPLATES)
     parts = []
     if findings:
         parts.append(
@@ -331,16 +337,16 @@ def style_hospital_template(
 
 def _synonym_table() -> list[tuple[re.Pattern[str], tuple[str, ...]]]:
     out = []
-    for group in lex.SYNONYM_GROUPS:
+    for group in rw.SYNONYM_GROUPS:
         alternation = "|".join(re.escape(p) for p in sorted(group, key=len, reverse=True))
         out.append((re.compile(rf"(?<![\w/])(?:{alternation})(?![\w/])", re.I), group))
     return out
 
 
 _SYNONYMS = _synonym_table()
-_ADVERB = "|".join(lex.DEGREE_ADJECTIVES)
-_ADJECTIVE = "|".join(lex.DEGREE_ADJECTIVES.values())
-_DEGREE_ADVERBS = {adjective: adverb for adverb, adjective in lex.DEGREE_ADJECTIVES.items()}
+_ADVERB = "|".join(rw.DEGREE_ADJECTIVES)
+_ADJECTIVE = "|".join(rw.DEGREE_ADJECTIVES.values())
+_DEGREE_ADVERBS = {adjective: adverb for adverb, adjective in rw.DEGREE_ADJECTIVES.items()}
 _HEART_ENLARGED = re.compile(rf"^(?:The )?(?:heart|cardiac silhouette) is (?:({_ADVERB}) )?enlarged\.$", re.I)
 _CARDIOMEGALY = re.compile(rf"^(?:There is )?(?:({_ADJECTIVE}) )?cardiomegaly\.$", re.I)
 _NEGATION = re.compile(r"^(?:There (?:is|are) no|No) (.+)\.$")
@@ -357,7 +363,7 @@ def _lower_first(phrase: str) -> str:
 def _recast(sentence: str, rng: random.Random) -> str:
     """Another sentence frame with the same content: negation, existence and heart-size frames."""
     if m := _HEART_ENLARGED.match(sentence):
-        degree = lex.DEGREE_ADJECTIVES[m.group(1).lower()] + " " if m.group(1) else ""
+        degree = rw.DEGREE_ADJECTIVES[m.group(1).lower()] + " " if m.group(1) else ""
         return rng.choice((f"There is {degree}cardiomegaly.", f"{degree}cardiomegaly."))
     if m := _CARDIOMEGALY.match(sentence):
         degree = _DEGREE_ADVERBS[m.group(1).lower()] + " " if m.group(1) else ""
@@ -457,7 +463,7 @@ def render_rule_style(study: Study, style: str, seed: int) -> tuple[str, str]:
 
 
 def make_rule_variants(
-    study: Study, styles: Sequence[str], seed: int, labeler: Labeler | None = None
+    study: Study, styles: Sequence[str], seed: int, labeler: LabelerLike | None = None
 ) -> list[VariantRecord]:
     """Rule-style variants of one study, each checked for clinical equivalence with the labeler.
 
@@ -477,7 +483,7 @@ def make_rule_variants_batch(
     studies: Sequence[Study],
     styles: Sequence[str],
     seed: int,
-    labeler: Labeler | None = None,
+    labeler: LabelerLike | None = None,
     attributes: Sequence[str] = ATTRIBUTES,
 ) -> list[VariantRecord]:
     """:func:`make_rule_variants` for many studies with one labeler pass (``pipe``) over all texts."""

@@ -1,6 +1,7 @@
 """Tables the rule styles and error injection read: abbreviations, templates, swaps, fabricated findings.
 
 Kept as data so that a new abbreviation, hospital template or error word is one row, not new code.
+Imported as ``rw`` (the finding labeler's vocabulary is :mod:`lexray.findings._lexicon`, imported as ``lex``).
 """
 
 from __future__ import annotations
