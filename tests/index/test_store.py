@@ -321,3 +321,31 @@ def test_measure_recall_excludes_the_query_itself():
     hnsw.add(x)
     hnsw.hnsw.efSearch = 300
     assert measure_recall(hnsw, x, 50) == pytest.approx(1.0)
+
+
+class _Broken:
+    """An embedder whose texts all fail, or whose vectors are narrower than it claims."""
+
+    def __init__(self, width: int = 32) -> None:
+        self.width = width
+
+    embed_dim = 32
+
+    def embed_texts(self, texts, batch_size=32):
+        if self.width == 32:
+            raise RuntimeError("CUDA error: device lost (simulated)")
+        return np.ones((len(texts), self.width), np.float32)
+
+
+def test_a_model_that_embeds_nothing_or_the_wrong_width_is_a_named_error(
+    tmp_path, toy_run, toy_module, corpus
+):
+    from lexray.embedding import EmbeddingError
+
+    cfg = IndexConfig(model_class=toy_module, modalities=("text",), chunk_size=4)
+    ref = make_ref(toy_run, toy_module)
+    with pytest.raises(EmbeddingError, match="device lost"):
+        build_index(corpus(tmp_path, 3), _Broken(), ref, tmp_path / "a", cfg, progress=False)
+    with pytest.raises(IndexFormatError, match="16-d vectors, expected 32-d"):
+        build_index(corpus(tmp_path, 3), _Broken(16), ref, tmp_path / "b", cfg, progress=False)
+    assert not (tmp_path / "a" / "CURRENT").exists() and not (tmp_path / "b" / "CURRENT").exists()

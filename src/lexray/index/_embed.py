@@ -1,8 +1,8 @@
 """Resumable embedding: items embedded in chunks saved under ``INDEX/.work`` as they finish.
 
 Rerunning an interrupted build finds the chunks of the same job (same model, items and chunking) and
-embeds only the missing or damaged ones. A failing batch is retried item by item, so one bad record
-skips only itself.
+embeds only the missing or damaged ones. Within a chunk, :func:`lexray.embedding.embed_safely` decides
+what a bad record is, as everywhere else in lexray: one bad record skips only itself.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from lexray.embedding import embed_safely
 from lexray.index._layout import WORK_DIR, IndexFormatError
 from lexray.index.config import IndexConfig, Modality
 from lexray.index.model import Embedder, ModelRef
@@ -59,41 +60,25 @@ def normalise(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _embed_chunk(
     fn: Callable[..., np.ndarray], payloads: list[Any], batch_size: int, dim: int
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Embed one chunk; on failure retry item by item so one bad record only skips itself.
+    """Embed one chunk with the project's one rule for bad records (:func:`lexray.embedding.embed_safely`).
 
-    Returns the (n_ok, D) vectors, the (n,) ok mask and a reason per item ("" when ok).
+    Returns the (n_ok, D) normalised vectors, the (n,) ok mask and a reason per item ("" when ok).
+
+    Raises:
+        IndexFormatError: the model's vectors are not ``dim`` wide.
+        EmbeddingError: no item of the chunk embeds (a broken model or environment, not bad data).
     """
-    n = len(payloads)
-    reasons = [""] * n
-    try:
-        raw = np.asarray(fn(payloads, batch_size=batch_size))
-        if raw.shape != (n, dim):
-            raise IndexFormatError(
-                f"the model returned shape {raw.shape} for {n} items, expected ({n}, {dim})"
-            )
-        vectors, ok = normalise(raw)
-    except IndexFormatError:
-        raise
-    except Exception as exc:  # a bad record in the chunk: isolate it instead of losing the whole chunk
-        log.warning("a batch failed (%s: %s); embedding this chunk item by item", type(exc).__name__, exc)
-        vectors = np.zeros((n, dim), dtype=np.float32)
-        ok = np.zeros(n, dtype=bool)
-        last: Exception = exc
-        for i, payload in enumerate(payloads):
-            try:
-                one = np.asarray(fn([payload], batch_size=1))
-            except Exception as item_exc:  # recorded as the record's reject reason
-                reasons[i] = f"{type(item_exc).__name__}: {item_exc}"
-                last = item_exc
-                continue
-            v, good = normalise(one.reshape(1, dim))
-            vectors[i], ok[i] = v[0], bool(good[0])
-        if not ok.any():
-            # Every record failing is a broken model or environment, not bad data: stop loudly.
-            raise RuntimeError(f"every item of a chunk of {n} failed to embed; last error: {last}") from last
+    raw, failed = embed_safely(fn, payloads, batch_size)
+    if raw.shape[1] != dim:
+        raise IndexFormatError(
+            f"the model returned {raw.shape[1]}-d vectors, expected {dim}-d (its embed_dim)"
+        )
+    vectors, ok = normalise(raw)  # failed rows are zeros, so they are not ok
+    reasons = [""] * len(payloads)
+    for i, why in failed:
+        reasons[i] = why
     for i in np.flatnonzero(~ok):
-        if not reasons[i]:
-            reasons[i] = "the model returned a zero or non-finite vector"
+        reasons[i] = reasons[i] or "the model returned a zero or non-finite vector"
     return vectors[ok], ok, reasons
 
 

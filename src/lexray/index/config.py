@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from lexray.data.study import TextField
 from lexray.index.model import DEFAULT_MODEL_CLASS
 
 IndexKind = Literal["flat", "hnsw", "ivfpq"]
@@ -38,8 +39,6 @@ class IndexConfig:
     batch_size: int = 32  # items per embed_* call
     chunk_size: int = 512  # items per on-disk chunk; an interrupted build resumes from the last whole chunk
     image_root: str = ""  # base for relative image paths ("" = the manifest's folder)
-    text_field: Literal["report_text", "findings", "impression", "report"] = (
-        "report_text"  # Study text embedded
-    )
+    text_field: TextField = "report_text"  # Study text embedded (see lexray.data.study.TextField)
     faiss: FaissConfig = FaissConfig()  # the search structure
     keep_versions: int = 1  # older committed versions kept beside the current one (0 = only current)

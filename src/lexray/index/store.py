@@ -61,15 +61,6 @@ class BuildReport:
     recall_at_10: dict[str, float | None] = field(default_factory=dict)  # approximate vs exact; None = exact
 
 
-def _resolve_image(path: str, image_root: Path) -> Path:
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else (image_root / p)
-
-
-def _study_text(study: Study, text_field: str) -> str:
-    return study.report_text if text_field == "report_text" else str(getattr(study, text_field))
-
-
 def _collect(
     studies: Sequence[Study], config: IndexConfig, image_root: Path, existing: set[str]
 ) -> tuple[list[Study], list[dict[str, Any]], dict[str, Items], list[Reject]]:
@@ -98,7 +89,7 @@ def _collect(
     image_keys: list[str] = []
     for s in accepted:
         for img in s.images:
-            p = _resolve_image(img.path, image_root)
+            p = img.resolve(image_root)
             if not p.is_file():
                 why = f"{p}: file not found; check the path or --set image_root=DIR"
                 rejects.append(Reject(s.source, s.study_id, MISSING_IMAGE, why))
@@ -119,7 +110,7 @@ def _collect(
     if "text" in config.modalities:
         payloads, rows, keys = [], [], []
         for s in accepted:
-            text = _study_text(s, config.text_field).strip()
+            text = s.text(config.text_field).strip()
             if not text:
                 rejects.append(
                     Reject(s.source, s.study_id, EMPTY_REPORT, f"empty {config.text_field}; nothing to embed")
