@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-METRICS_FILE = "metrics.json"
+METRICS_JSON = "metrics.json"  # an evaluation's metrics (the training log is lexray.training.METRICS_FILE, metrics.jsonl)
 TABLE_FILE = "metrics.md"
 
 
@@ -153,14 +153,14 @@ def write_report(metrics: dict[str, Any], out_dir: str | Path) -> None:
     """Write metrics.json, metrics.md and the plots into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    (out_dir / METRICS_JSON).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     (out_dir / TABLE_FILE).write_text(markdown_report(metrics), encoding="utf-8")
     write_plots(metrics, out_dir)
 
 
 def load_metrics(run_dir: str | Path) -> dict[str, Any]:
     """metrics.json of a run directory; a clear error when it is not one."""
-    path = Path(run_dir) / METRICS_FILE
+    path = Path(run_dir) / METRICS_JSON
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found: is {run_dir} an output directory of `lexray evaluate run`?"
