@@ -19,7 +19,7 @@ import pyarrow as pa
 import yaml
 
 from lexray.config import load_config
-from lexray.data.manifest import ManifestError, iter_table, read_rejects, read_table
+from lexray.data.manifest import ManifestError, read_rejects, read_table
 from lexray.data.study import Image, Reject, Study
 from lexray.errors import LexrayError
 from lexray.index import _faiss, _legacy
@@ -117,10 +117,14 @@ class RetrievalIndex:
         self.config = config
         vdir = root / version
         self.studies_table: pa.Table = _read_studies(root, vdir / STUDIES_FILE, info)  # manifest schema
-        self.studies: pd.DataFrame = self.studies_table.to_pandas()
+        # One row per study with the record's text columns; the nested images and extra stay in Arrow.
+        self.studies: pd.DataFrame = self.studies_table.drop_columns(["images", "extra"]).to_pandas()
         self.images: pd.DataFrame = _read_frame(root, vdir / IMAGES_FILE, IMAGE_COLUMNS, info)
-        self._studies = {s.study_id: s for s in iter_table(self.studies_table)}
-        # Plain lists for per-hit lookups: pandas row access costs ~0.1 ms, too slow per result.
+        # Plain lists for per-hit lookups: pandas row access costs ~0.1 ms, too slow per result, and
+        # building every Study up front (iter_table) ~7 us a study at load.
+        self._study_cols = {c: self.studies[c].tolist() for c in self.studies.columns}
+        self._extra = self.studies_table.column("extra").combine_chunks()
+        self._study_rows = {sid: i for i, sid in enumerate(self._study_cols["study_id"])}
         self._image_cols = {c: self.images[c].tolist() for c in IMAGE_COLUMNS}
         self._side_study_ids: dict[str, list[str]] = {}
         self._images_by_study: dict[str, list[int]] = {}
@@ -260,7 +264,7 @@ class RetrievalIndex:
 
     def has_study(self, study_id: str) -> bool:
         """Whether ``study_id`` is in the index."""
-        return study_id in self._studies
+        return study_id in self._study_rows
 
     def study(self, study_id: str) -> Study:
         """The stored :class:`Study` (images limited to those the index references).
@@ -268,13 +272,15 @@ class RetrievalIndex:
         Raises:
             KeyError: unknown study id.
         """
-        if study_id not in self._studies:
+        if study_id not in self._study_rows:
             raise KeyError(f"study {study_id!r} is not in the index")
+        i = self._study_rows[study_id]
         images = tuple(
             Image(path=rec.path, view=rec.view or None, image_id=rec.image_id or None)
             for rec in self.study_images(study_id)
         )
-        return replace(self._studies[study_id], images=images)
+        row = {c: v[i] for c, v in self._study_cols.items()}
+        return Study(**row, images=images, extra=dict(self._extra[i].as_py()))
 
     def study_images(self, study_id: str) -> list[ImageRecord]:
         """The images of ``study_id`` the index references (empty for unknown studies)."""
@@ -307,6 +313,6 @@ class RetrievalIndex:
         if not path.is_file():
             return []
         if self.format == 1:
-            sources = {sid: s.source for sid, s in self._studies.items()}
+            sources = dict(zip(self._study_cols["study_id"], self._study_cols["source"], strict=True))
             return _read_part(self.root, path, self.info, lambda: _legacy.read_rejects_v1(path, sources))
         return _read_part(self.root, path, self.info, lambda: read_rejects(path))
