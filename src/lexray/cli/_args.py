@@ -16,6 +16,10 @@ _INDEX_ENTRIES = ("CURRENT", ".work", ".lock")
 _INDEX_PREFIXES = ("v-", ".staging-")
 
 
+class CommandError(LexrayError):
+    """What a command was given cannot be used; the CLI prints it as one ``error: ...`` line and exits 2."""
+
+
 class OutputPathError(LexrayError, ValueError):
     """An output path that cannot be written as asked: a folder where a file goes, an input, ..."""
 

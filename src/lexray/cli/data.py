@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from lexray.cli._args import CommandError
 from lexray.data.download import OPENI_ARTIFACTS, DownloadError, download, extract_tar
 from lexray.errors import LexrayError
 
@@ -19,11 +20,6 @@ app = typer.Typer(help="Datasets -> study manifest (download, prepare, stats).",
 console = Console()
 
 _DATASETS = {"openi": OPENI_ARTIFACTS}
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(code)
 
 
 @app.command("download")
@@ -37,15 +33,15 @@ def download_cmd(
 ) -> None:
     """Fetch a public dataset's archives: resumable (HTTP Range), size/SHA-256 verified, atomic, extracted."""
     if dataset not in _DATASETS:
-        raise _fail(f"unknown dataset {dataset!r}; available: {', '.join(_DATASETS)}")
+        raise CommandError(f"unknown dataset {dataset!r}; available: {', '.join(_DATASETS)}")
     for folder in (dest, *dest.parents):
         if folder.exists() and not folder.is_dir():
-            raise _fail(f"--dest {dest}: {folder} is a file, not a folder; choose another --dest")
+            raise CommandError(f"--dest {dest}: {folder} is a file, not a folder; choose another --dest")
     digests: dict[str, str] = {}
     for item in sha256 or []:
         name, sep, value = item.partition("=")
         if not sep or not value:
-            raise _fail(f"--sha256 {item!r} must look like NAME=HEX")
+            raise CommandError(f"--sha256 {item!r} must look like NAME=HEX")
         digests[name] = value
     wanted = [a for key, a in _DATASETS[dataset].items() if key != "images" or images]
     for artifact in wanted:
@@ -57,7 +53,8 @@ def download_cmd(
             if extract:
                 extract_tar(path, dest)
         except DownloadError as exc:
-            raise _fail(str(exc), 1) from exc
+            typer.secho(f"error: {exc}", fg="red", err=True)  # a failed download exits 1, not 2 (bad input)
+            raise typer.Exit(1) from exc
         typer.echo(f"{artifact.name}: ok ({path})")
 
 
@@ -80,7 +77,9 @@ def prepare_cmd(
     for spec in sources or []:
         kind, sep, path = spec.partition("=")
         if not sep or kind not in SOURCE_KINDS or not path:
-            raise _fail(f"source {spec!r} must be KIND=PATH with KIND one of {', '.join(SOURCE_KINDS)}")
+            raise CommandError(
+                f"source {spec!r} must be KIND=PATH with KIND one of {', '.join(SOURCE_KINDS)}"
+            )
         key = SOURCE_KINDS[kind]
         if key == "hospital":
             base.setdefault("hospital", []).append({"path": path})
@@ -90,7 +89,7 @@ def prepare_cmd(
         cfg = load_config(PrepareConfig, config, overrides or [], base=base)
         summary = prepare(cfg, out, protect=[config] if config is not None else [])
     except LexrayError as exc:
-        raise _fail(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     save_config(cfg, summary.manifest.parent, filename=config_path(summary.manifest).name)
     # Rows read are counted for tabular exports; every one is a study's row or a reject.
     table = Table("source", "rows read", "studies", "rejected", title=str(summary.manifest))
@@ -115,7 +114,7 @@ def stats_cmd(
     try:
         stats = manifest_stats(manifest)
     except LexrayError as exc:
-        raise _fail(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     if as_json:
         typer.echo(json.dumps(stats, indent=2))
         return

@@ -7,14 +7,9 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from lexray.cli._args import check_output_file
+from lexray.cli._args import CommandError, check_output_file
 
 app = typer.Typer(help="Embeddings from a trained dual encoder (images, texts).", no_args_is_help=True)
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(2)
 
 
 def _load(model: Path, manifest: Path, split: str | None):
@@ -25,7 +20,7 @@ def _load(model: Path, manifest: Path, split: str | None):
         studies = select(read_manifest(manifest), split=split)
         encoder = DualEncoder.from_pretrained(model)
     except (ManifestError, FileNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     return encoder, studies
 
 
@@ -57,7 +52,7 @@ def images_cmd(
     root = image_root or manifest.parent
     rows = [(s.study_id, str(im.resolve(root))) for s in studies for im in s.images]
     if not rows:
-        raise _fail(f"{manifest} has no images{f' in split {split}' if split else ''}")
+        raise CommandError(f"{manifest} has no images{f' in split {split}' if split else ''}")
     paths = [path for _, path in rows]
     vectors, failed = embed_safely(encoder.embed_images, paths, batch_size, progress=True, desc="images")
     for _, reason in failed:
@@ -87,6 +82,6 @@ def texts_cmd(
     if len(kept) < len(studies):
         typer.echo(f"skipped {len(studies) - len(kept)} studies without findings or impression")
     if not kept:
-        raise _fail(f"{manifest} has no report text{f' in split {split}' if split else ''}")
+        raise CommandError(f"{manifest} has no report text{f' in split {split}' if split else ''}")
     emb = encoder.embed_texts([s.report_text for s in kept], batch_size=batch_size)
     _save(out, emb, [s.study_id for s in kept], {})

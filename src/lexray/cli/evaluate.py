@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markdown import Markdown
 
-from lexray.cli._args import check_output_dir, check_output_file, not_utf8
+from lexray.cli._args import CommandError, check_output_dir, check_output_file, not_utf8
 from lexray.config import load_config
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,6 @@ _IMAGE_ROOT = typer.Option(
 )
 
 
-def _fail(exc: BaseException) -> typer.Exit:
-    typer.secho(f"error: {exc}", fg="red", err=True)
-    return typer.Exit(2)
-
-
 def _load_dual_encoder(run: Path):  # noqa: ANN202 - returns lexray.clip.DualEncoder (imported lazily)
     from lexray.clip import DualEncoder
 
@@ -64,10 +59,8 @@ def _run(
 ) -> None:
     missing = [n for n, v in (("--model", model), ("--manifest", manifest), ("--out", out)) if v is None]
     if missing:
-        raise _fail(
-            ValueError(
-                f"missing {', '.join(missing)}: e.g. lexray evaluate --model RUN --manifest M --out DIR"
-            )
+        raise CommandError(
+            f"missing {', '.join(missing)}: e.g. lexray evaluate --model RUN --manifest M --out DIR"
         )
     check_output_dir(Path(out))
     # Imported here: the evaluation stack (torch, pandas, the metrics) costs seconds at `--help`.
@@ -91,7 +84,7 @@ def _run(
             model_name=str(model),
         )
     except (FileNotFoundError, ValueError) as exc:  # ConfigError and ManifestError are ValueErrors
-        raise _fail(exc) from exc
+        raise CommandError(str(exc)) from exc
     console = Console()
     console.print(Markdown((Path(out) / "metrics.md").read_text(encoding="utf-8")))
     console.print(f"wrote {out}/metrics.json, metrics.md and plots in {metrics['seconds']} s")
@@ -148,7 +141,7 @@ def compare(
     try:
         table = compare_runs(runs)
     except (FileNotFoundError, ValueError, json.JSONDecodeError) as exc:
-        raise _fail(exc) from exc
+        raise CommandError(str(exc)) from exc
     if out:
         out.write_text(table, encoding="utf-8")
     Console().print(Markdown(table))
@@ -175,7 +168,7 @@ def build_5x200(
     check_output_file(out, example="5x200.csv", inputs=[p for p in (labels, metadata, split_csv) if p])
     for given in (labels, metadata, split_csv):
         if given is not None and not given.is_file():
-            raise _fail(FileNotFoundError(f"{given} does not exist or is not a file; give the CSV"))
+            raise CommandError(f"{given} does not exist or is not a file; give the CSV")
     try:
         if kind == "chexpert":
             df = build_chexpert_5x200(labels, n_per_class=n_per_class, seed=seed)
@@ -184,9 +177,9 @@ def build_5x200(
         else:
             raise ValueError(f"--kind must be chexpert or mimic, got {kind!r}")
     except UnicodeDecodeError as exc:
-        raise _fail(ValueError(not_utf8(labels, exc, "CSV"))) from exc
+        raise CommandError(not_utf8(labels, exc, "CSV")) from exc
     except (OSError, ValueError) as exc:
-        raise _fail(exc) from exc
+        raise CommandError(str(exc)) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(out, index=False)
     typer.echo(f"wrote {len(df)} rows ({df['label'].nunique()} classes) to {out}")
@@ -205,7 +198,7 @@ def text_bench(
     try:
         from lexray.text.bench import evaluate_bench, load_bench
     except ImportError as exc:
-        raise _fail(RuntimeError(f"the text benchmark module is not available: {exc}")) from exc
+        raise CommandError(f"the text benchmark module is not available: {exc}") from exc
     if out:
         check_output_file(out, example="metrics.json", inputs=[bench])
     try:
@@ -213,11 +206,11 @@ def text_bench(
         embed = _text_embedder(model, batch_size)
         metrics = evaluate_bench(embed, items)
     except UnicodeDecodeError as exc:
-        raise _fail(ValueError(not_utf8(bench, exc, "JSON lines"))) from exc
+        raise CommandError(not_utf8(bench, exc, "JSON lines")) from exc
     except json.JSONDecodeError as exc:
-        raise _fail(ValueError(f"{bench} is not a text bench (one JSON object per line): {exc.msg}")) from exc
+        raise CommandError(f"{bench} is not a text bench (one JSON object per line): {exc.msg}") from exc
     except (FileNotFoundError, ValueError) as exc:
-        raise _fail(exc) from exc
+        raise CommandError(str(exc)) from exc
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lexray.cli._args import check_output_file, not_utf8
+from lexray.cli._args import CommandError, check_output_file, not_utf8
 from lexray.config import ConfigError, load_config, save_config
 
 # lexray.findings loads spaCy and medspaCy (seconds): each command imports it when it runs.
@@ -17,11 +17,6 @@ app = typer.Typer(
     help="Finding labels (14 CheXpert observations + mentions) from report text.", no_args_is_help=True
 )
 console = Console()
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(code)
 
 
 @app.command("label")
@@ -42,13 +37,13 @@ def label_cmd(
     try:
         cfg = load_config(LabelRunConfig, config, overrides or [])
     except ConfigError as exc:
-        raise _fail(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     try:
         stats = label_file(reports, out, cfg)
     except UnicodeDecodeError as exc:
-        raise _fail(not_utf8(reports, exc)) from exc
+        raise CommandError(not_utf8(reports, exc)) from exc
     except (FileNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from exc
+        raise CommandError(str(exc)) from exc
     save_config(cfg, out.parent, filename=f"{out.name.split('.')[0]}.config.yaml")
     rate = stats.labelled / stats.seconds if stats.seconds else 0.0
     typer.echo(f"{stats.labelled} reports labelled -> {stats.out} ({rate:.0f} reports/s)")
@@ -94,13 +89,13 @@ def stats_cmd(
     from lexray.findings.runs import label_counts
 
     if not labels.is_file():
-        raise _fail(f"{labels} does not exist")
+        raise CommandError(f"{labels} does not exist")
     try:
         counts = label_counts(labels)
     except UnicodeDecodeError as exc:
-        raise _fail(not_utf8(labels, exc, "JSON lines")) from exc
+        raise CommandError(not_utf8(labels, exc, "JSON lines")) from exc
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # not the labeler's JSON lines
-        raise _fail(
+        raise CommandError(
             f"{labels} is not a labels file written by `lexray findings label` ({type(exc).__name__}: {exc})"
         ) from exc
     table = Table("observation", *STATUSES)

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lexray import models
+from lexray.cli._args import CommandError
 from lexray.errors import LexrayError
 
 app = typer.Typer(help="Model aliases, offline weights and published-model importers.", no_args_is_help=True)
@@ -21,11 +22,6 @@ import_app = typer.Typer(
     help="Convert a published checkpoint into a lexray model directory.", no_args_is_help=True
 )
 app.add_typer(import_app, name="import")
-
-
-def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg="red", err=True)
-    raise typer.Exit(2) from exc
 
 
 @import_app.command("llm2vec4cxr")
@@ -44,7 +40,7 @@ def import_llm2vec4cxr(
     try:
         path = run_import(source, out, pooling=pooling, dtype=dtype)
     except LexrayError as exc:
-        _fail(exc)
+        raise CommandError(str(exc)) from exc
     typer.echo(f"LLM2Vec4CXR ({pooling} pooling, {dtype}) -> {path}")
 
 
@@ -106,7 +102,7 @@ def import_llm2clip4cxr(
     from lexray.clip.published import import_llm2clip4cxr as run_import
 
     if dtype not in ("bfloat16", "float32"):
-        _fail(ValueError(f"--dtype {dtype!r}: use bfloat16 (published) or float32"))
+        raise CommandError(f"--dtype {dtype!r}: use bfloat16 (published) or float32")
     try:
         path = run_import(
             checkpoint,
@@ -118,7 +114,7 @@ def import_llm2clip4cxr(
             lora_alpha=lora_alpha,
         )
     except LexrayError as exc:
-        _fail(exc)
+        raise CommandError(str(exc)) from exc
     typer.echo(f"LLM2CLIP4CXR -> {path}")
 
 
@@ -137,5 +133,5 @@ def import_open_clip(
     try:
         path = run_import(name_or_dir, out)
     except LexrayError as exc:
-        _fail(exc)
+        raise CommandError(str(exc)) from exc
     typer.echo(f"open_clip {name_or_dir} -> {path}")

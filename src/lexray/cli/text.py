@@ -10,16 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lexray.cli._args import check_output_dir, check_output_file, not_utf8
+from lexray.cli._args import CommandError, check_output_dir, check_output_file, not_utf8
 from lexray.config import ConfigError, load_config
 
 app = typer.Typer(help="LLM report encoders: training, text benchmark, export.", no_args_is_help=True)
 log = logging.getLogger(__name__)
-
-
-def _fail(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", fg="red", err=True)
-    raise typer.Exit(2) from exc
 
 
 @app.command("train")
@@ -40,7 +35,7 @@ def train(
         chosen = {s.strip() for s in stages.split(",") if s.strip()}
         unknown = chosen - {"mntp", "contrastive"}
         if unknown or not chosen:
-            _fail(ValueError(f"unknown stage(s) {sorted(unknown)}; use mntp and/or contrastive"))
+            raise CommandError(f"unknown stage(s) {sorted(unknown)}; use mntp and/or contrastive")
         overrides += [f"mntp.enabled={'mntp' in chosen}", f"contrastive.enabled={'contrastive' in chosen}"]
     if out is not None:
         overrides.append(f"output_dir={json.dumps(str(out))}")
@@ -48,7 +43,7 @@ def train(
         cfg = load_config(TextTrainConfig, config, overrides)
         run_dir = run_training(cfg)
     except (ConfigError, ValueError, OSError) as exc:
-        _fail(exc)
+        raise CommandError(str(exc)) from exc
     typer.echo(f"encoder saved to {run_dir}")
 
 
@@ -78,18 +73,18 @@ def evaluate(
         if pooling:
             overrides["pooling"] = pooling
     elif pooling or causal:
-        _fail(ValueError(f"{model} is a trained encoder: its pooling and attention are fixed"))
+        raise CommandError(f"{model} is a trained encoder: its pooling and attention are fixed")
     if dtype:
         overrides["dtype"] = dtype
     try:
         items = load_bench(bench)
         encoder = TextEncoder.from_pretrained(model, **overrides)
     except UnicodeDecodeError as exc:
-        _fail(ValueError(not_utf8(bench, exc, "JSON lines")))
+        raise CommandError(not_utf8(bench, exc, "JSON lines")) from exc
     except json.JSONDecodeError as exc:
-        _fail(ValueError(f"{bench} is not a text bench (one JSON object per line): {exc.msg}"))
+        raise CommandError(f"{bench} is not a text bench (one JSON object per line): {exc.msg}") from exc
     except (ValueError, OSError) as exc:
-        _fail(exc)
+        raise CommandError(str(exc)) from exc
     metrics = evaluate_bench(
         lambda texts: encoder.encode(texts, batch_size=batch_size, show_progress=True), items
     )
@@ -120,7 +115,7 @@ def export_st(
     try:
         path = export_sentence_transformers(model, out)
     except (ValueError, OSError) as exc:
-        _fail(exc)
+        raise CommandError(str(exc)) from exc
     typer.echo(f"sentence-transformers model written to {path}")
 
 
@@ -146,7 +141,7 @@ def bench_skeleton(
         chosen = select_bench_studies([s for s in studies if s.split == split], n=n, seed=seed)
         path = write_bench_skeleton(chosen, out)
     except (ValueError, OSError) as exc:
-        _fail(exc)
+        raise CommandError(str(exc)) from exc
     typer.echo(
         f"{len(chosen)} {split} reports written to {path}; add the variants as the bench README describes"
     )
