@@ -79,3 +79,13 @@ def test_build_lists_skipped_records_by_study_and_reason(tmp_path: Path, toy_run
     assert r.exit_code == 0, r.output
     flat = "".join(r.output.split())  # the console wraps long lines
     assert "skippedstudys1:missing_image:" in flat and "img/s1_0.png:filenotfound" in flat
+
+
+def test_a_model_that_embeds_nothing_is_one_error_line(tmp_path: Path, toy_run, toy_module, corpus):
+    write_manifest(corpus(tmp_path, 2), tmp_path / "m.parquet")
+    r = _invoke(
+        "index", "build", "--model", toy_run, "--manifest", tmp_path / "m.parquet", "--out", tmp_path / "idx",
+        "--set", "model_class=toy_embedder:BrokenEmbedder", "--no-progress",
+    )  # fmt: skip
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.output
+    assert "error:" in r.output and "device lost" in r.output and "Traceback" not in r.output

@@ -68,3 +68,10 @@ class ToyEmbedder:
             x = np.asarray(thumb, dtype=np.float32).reshape(-1) / 255.0 - 0.5  # (64,)
             out[i] = x @ self._proj + 1e-3
         return _unit(out)
+
+
+class BrokenEmbedder(ToyEmbedder):
+    """The toy embedder on a broken device: every text fails to embed."""
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+        raise RuntimeError("CUDA error: device lost (simulated)")
