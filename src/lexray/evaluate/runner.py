@@ -80,17 +80,6 @@ class EvaluateConfig:
     group_key: str = ""
 
 
-def embed_images_safely(
-    model: EmbeddingModel, images: Sequence[Any], batch_size: int, progress: bool = False
-) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """Embed images batch by batch, skipping bad files (the rule of :func:`lexray.embedding.embed_safely`).
-
-    Returns:
-        ((N, D) embeddings with zero rows for failed images, [(index, reason)] of the failures).
-    """
-    return embed_safely(model.embed_images, images, batch_size, progress, desc="embedding images")
-
-
 def _variant_texts(
     studies: Sequence[Study], config: RobustnessConfig, text_field: str
 ) -> dict[str, tuple[list[str], list[int]]]:
@@ -173,7 +162,9 @@ def run_evaluation(
     image_study = np.array([i for i, st in enumerate(kept) for _ in st.images], dtype=np.int64)
     log.info("evaluating %d studies (%d images) of split %r", len(kept), len(image_paths), config.split)
 
-    img_emb, failed = embed_images_safely(model, image_paths, config.batch_size, progress)
+    img_emb, failed = embed_safely(
+        model.embed_images, image_paths, config.batch_size, progress, desc="embedding images"
+    )
     for idx, reason in failed:
         skipped.append(
             {"study_id": kept[image_study[idx]].study_id, "image": image_paths[idx], "reason": reason}
