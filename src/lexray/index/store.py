@@ -94,16 +94,15 @@ def _collect(
                 why = f"{p}: file not found; check the path or --set image_root=DIR"
                 rejects.append(Reject(s.source, s.study_id, MISSING_IMAGE, why))
                 continue
-            st = p.stat()
-            image_rows.append(
-                {
-                    "study_id": s.study_id,
-                    "path": str(p.resolve()),
-                    "view": img.view or "",
-                    "image_id": img.image_id or "",
-                }
-            )
-            image_keys.append(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}")
+            real, st = p.resolve(), p.stat()
+            row = {
+                "study_id": s.study_id,
+                "path": str(real),
+                "view": img.view or "",
+                "image_id": img.image_id or "",
+            }
+            image_rows.append(row)
+            image_keys.append(f"{real}|{st.st_size}|{st.st_mtime_ns}")
     items: dict[str, Items] = {}
     if "image" in config.modalities:
         items["image"] = Items([Path(r["path"]) for r in image_rows], image_rows, image_keys)
