@@ -1,9 +1,9 @@
 """The embedding model an index is built with: a protocol, a stored reference, and its loader.
 
 An index records *which* model made its vectors (:class:`ModelRef`) so that ``lexray search`` and
-``lexray serve`` embed queries with exactly the same model. Any object with ``embed_images``,
-``embed_texts`` and ``embed_dim`` fits (:class:`Embedder`); :class:`lexray.clip.DualEncoder` is the one
-the command line uses by default.
+``lexray serve`` embed queries with exactly the same model. Any object with ``embed_images`` and
+``embed_texts`` (:class:`lexray.embedding.EmbeddingModel`) and ``embed_dim`` fits (:class:`Embedder`);
+:class:`lexray.clip.DualEncoder` is the one the command line uses by default.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from lexray.embedding import EmbeddingModel
 from lexray.errors import LexrayError
 
 # The class the CLI loads a run directory with unless the index config names another.
@@ -27,20 +27,16 @@ ImageInput = np.ndarray | str | Path
 
 
 @runtime_checkable
-class Embedder(Protocol):
-    """What the index and the service need from a model (the embedding protocol of ``lexray.clip``)."""
+class Embedder(EmbeddingModel, Protocol):
+    """What the index and the service need from a model: the project's embedding protocol and its width.
+
+    ``embed_images`` takes pixel arrays (H, W) in [0, 1] or file paths (:data:`ImageInput`); both
+    ``embed_*`` methods return (N, D) L2-normalised float32 arrays.
+    """
 
     @property
     def embed_dim(self) -> int:
         """Width D of the vectors both ``embed_*`` methods return."""
-        ...
-
-    def embed_images(self, images: Sequence[ImageInput], batch_size: int = 32) -> np.ndarray:
-        """(N, D) L2-normalised float32 vectors of N images (pixel arrays (H, W) in [0, 1] or paths)."""
-        ...
-
-    def embed_texts(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """(N, D) L2-normalised float32 vectors of N report texts."""
         ...
 
 
