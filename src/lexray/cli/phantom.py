@@ -22,17 +22,13 @@ def phantom(
     """
     from lexray.config import load_config, save_config
     from lexray.data.manifest import check_output_manifest, read_manifest
-    from lexray.errors import LexrayError
     from lexray.phantoms import PhantomConfig, write_phantom_run
 
-    try:
-        cfg = load_config(PhantomConfig, config, overrides or [])
-        inputs = [manifest, *([config] if config is not None else [])]
-        check_output_manifest(out, inputs, [out.with_name(f"{out.stem}.phantom.yaml")])
-        studies = read_manifest(manifest)
-    except LexrayError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from exc
+    # A bad recipe, output path or manifest is a LexrayError: the CLI prints it as one line, exit 2.
+    cfg = load_config(PhantomConfig, config, overrides or [])
+    inputs = [manifest, *([config] if config is not None else [])]
+    check_output_manifest(out, inputs, [out.with_name(f"{out.stem}.phantom.yaml")])
+    studies = read_manifest(manifest)
     result = write_phantom_run(studies, out, cfg)
     save_config(cfg, out.parent, filename=f"{out.stem}.phantom.yaml")
     normal = sum(f.normal for f in result.findings.values())
