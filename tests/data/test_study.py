@@ -38,10 +38,10 @@ def test_every_stage_uses_the_one_text_field_list() -> None:
 
 
 def test_identical_report_key_is_one_function() -> None:
-    from lexray.evaluate.protocol import normalize_report as protocol_key
-    from lexray.text.pairs import normalize_text
+    from lexray.evaluate import protocol
+    from lexray.text import pairs
 
-    assert protocol_key is normalize_report and normalize_text is normalize_report
+    assert protocol.normalize_report is normalize_report and pairs.normalize_report is normalize_report
     assert normalize_report("No acute  cardiopulmonary process.") == "no acute cardiopulmonary process"
 
 

@@ -15,12 +15,12 @@ import torch
 from transformers import AutoTokenizer
 
 from lexray.config import load_config
-from lexray.data.study import Study
+from lexray.data.study import Study, normalize_report
 from lexray.text import LoraSettings, TextEncoder
 from lexray.text.config import TextTrainConfig
 from lexray.text.contrastive import InfoNCELoss, false_negative_mask, grad_cache_backward
 from lexray.text.mntp import IGNORE, MNTPHead, MNTPLoss, mask_batch, mask_token_id
-from lexray.text.pairs import batches_without_duplicates, build_examples, normalize_text, stable_hash
+from lexray.text.pairs import batches_without_duplicates, build_examples, stable_hash
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -221,7 +221,7 @@ def test_build_examples_and_duplicate_free_batches():
     assert first.anchor == studies[0].report_text and first.positive != first.anchor
     for batch in batches_without_duplicates(ex, 4, random.Random(1)):
         assert len(batch) == 4
-        texts = [normalize_text(e.anchor) for e in batch]
+        texts = [normalize_report(e.anchor) for e in batch]
         assert len(set(texts)) == 4  # reports 0 and 6 are identical text: never in one batch
         assert len({e.keys[0] for e in batch}) == 4
 
@@ -249,12 +249,12 @@ def test_build_examples_relayout_changes_only_headers():
     eq = {s.study_id: [f"FINDINGS: {s.findings}\nIMPRESSION: {s.impression}"] for s in studies}
     err = {s.study_id: [f"FINDINGS: {s.findings} Wrong.\nIMPRESSION: {s.impression}"] for s in studies}
     ex = build_examples(studies, eq, err, {}, 4, 1, False, random.Random(0), relayout_reports=True)
-    strip = lambda t: normalize_text(t.replace("FINDINGS:", "").replace("IMPRESSION:", ""))  # noqa: E731
+    strip = lambda t: normalize_report(t.replace("FINDINGS:", "").replace("IMPRESSION:", ""))  # noqa: E731
     for e in ex:
         sid = e.keys[0]
         study = next(s for s in studies if stable_hash("study:" + s.study_id) == sid)
-        assert strip(e.anchor) == strip(e.positive) == normalize_text(study.report_text)
-        assert strip(e.negatives[0]) == normalize_text(study.findings + " wrong " + study.impression)
+        assert strip(e.anchor) == strip(e.positive) == normalize_report(study.report_text)
+        assert strip(e.negatives[0]) == normalize_report(study.findings + " wrong " + study.impression)
     layouts = {
         ("FINDINGS:" in t, "IMPRESSION:" in t) for e in ex for t in (e.anchor, e.positive, *e.negatives)
     }
@@ -276,7 +276,7 @@ def test_build_examples_rewords_hard_negatives_on_request():
     assert len(changed) > len(reworded) // 2
     # the injected error survives the rewording (in another sentence frame), and no side changes
     by_key = {stable_hash("study:" + s.study_id): err[s.study_id][0] for s in studies}
-    sides = lambda t: [w for w in normalize_text(t).split() if w in ("left", "right")]  # noqa: E731
+    sides = lambda t: [w for w in normalize_report(t).split() if w in ("left", "right")]  # noqa: E731
     for e in changed:
         assert "right pleural effusion" in e.negatives[0].lower()
         assert sorted(sides(e.negatives[0])) == sorted(sides(by_key[e.keys[0]]))

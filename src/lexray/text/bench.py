@@ -333,14 +333,14 @@ def select_bench_studies(studies: Sequence[Study], n: int = 100, seed: int = 0) 
     Raises:
         ValueError: fewer than ``n`` eligible studies.
     """
-    from lexray.text.pairs import normalize_text
+    from lexray.data.study import normalize_report
 
     seen: set[str] = set()
     eligible = []
     for s in sorted(studies, key=lambda s: s.study_id):
         if not (s.findings.strip() and s.impression.strip()) or _is_normal(s):
             continue
-        key = normalize_text(s.findings + " " + s.impression)
+        key = normalize_report(s.findings + " " + s.impression)
         if key not in seen:
             seen.add(key)
             eligible.append(s)

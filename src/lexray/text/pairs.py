@@ -14,8 +14,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from lexray.data.study import Study
-from lexray.data.study import normalize_report as normalize_text
+from lexray.data.study import Study, normalize_report
 from lexray.variants.rules import reword_report
 
 _FINDINGS_HEADER = re.compile(r"^\s*FINDINGS:\s*")
@@ -80,17 +79,17 @@ def distinct_equivalents(
     Returns:
         study id -> the variants whose normalised text no study with another normalised report has.
     """
-    reports = {s.study_id: normalize_text(s.report_text) for s in studies}
+    reports = {s.study_id: normalize_report(s.report_text) for s in studies}
     owners: dict[str, set[str]] = {}
     for sid, texts in equivalents.items():
         for text in texts:
-            owners.setdefault(normalize_text(text), set()).add(reports.get(sid, sid))
+            owners.setdefault(normalize_report(text), set()).add(reports.get(sid, sid))
     for report in reports.values():
         owners.setdefault(report, set()).add(report)
     return {
         sid: kept
         for sid, texts in equivalents.items()
-        if (kept := [t for t in texts if len(owners[normalize_text(t)]) == 1])
+        if (kept := [t for t in texts if len(owners[normalize_report(t)]) == 1])
     }
 
 
@@ -150,7 +149,11 @@ def build_examples(
                     for t in rng.sample(errs, min(hard_negatives, len(errs)))
                 )
                 # Keyed before relayout: headers must not make two identical reports look different.
-                keys = (stable_hash("study:" + sid), stable_hash("text:" + normalize_text(anchor)), label_key)
+                keys = (
+                    stable_hash("study:" + sid),
+                    stable_hash("text:" + normalize_report(anchor)),
+                    label_key,
+                )
                 if relayout_reports:
                     anchor, positive = (
                         relayout(study.findings, study.impression, rng)
@@ -161,10 +164,10 @@ def build_examples(
                     negs = tuple(relayout_text(t, rng) for t in negs)
                 out.append(ContrastiveExample(anchor, positive, negs, keys, "variant"))
         if findings_impression and study.findings and study.impression:
-            if normalize_text(study.findings) != normalize_text(study.impression):
+            if normalize_report(study.findings) != normalize_report(study.impression):
                 keys = (
                     stable_hash("study:" + sid),
-                    stable_hash("text:" + normalize_text(study.findings)),
+                    stable_hash("text:" + normalize_report(study.findings)),
                     label_key,
                 )
                 out.append(
@@ -189,7 +192,7 @@ def batches_without_duplicates(
         seen: set[int] = set()
         rest: list[ContrastiveExample] = []
         for ex in pending:
-            ident = {ex.keys[0], ex.keys[1], stable_hash("text:" + normalize_text(ex.positive))}
+            ident = {ex.keys[0], ex.keys[1], stable_hash("text:" + normalize_report(ex.positive))}
             if len(batch) < batch_size and not (ident & seen):
                 batch.append(ex)
                 seen |= ident
