@@ -31,10 +31,16 @@ def test_study_text_by_field() -> None:
         s.text("study_id")  # type: ignore[arg-type]
 
 
-def test_every_stage_uses_the_one_text_field_list() -> None:
-    from lexray.findings.runs import MANIFEST_TEXT_FIELDS
+def test_labelling_a_manifest_takes_the_study_text_fields(tmp_path: Path) -> None:
+    from lexray.data.manifest import write_manifest
+    from lexray.findings.runs import iter_records
 
-    assert MANIFEST_TEXT_FIELDS is TEXT_FIELDS
+    write_manifest([_study()], tmp_path / "m.parquet")
+    assert list(iter_records(tmp_path / "m.parquet", text="report_text")) == [("s1", "Lungs clear. Normal.")]
+    with pytest.raises(
+        ValueError, match="'study_id' is not one of report_text, findings, impression, report"
+    ):
+        list(iter_records(tmp_path / "m.parquet", text="study_id"))
 
 
 def test_identical_report_key_is_one_function() -> None:

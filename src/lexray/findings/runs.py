@@ -23,9 +23,6 @@ from lexray.findings.labels import CHEXPERT_OBSERVATIONS, STATUSES
 
 logger = logging.getLogger(__name__)
 
-#: Manifest fields that can be labelled (the ``Study`` text fields).
-MANIFEST_TEXT_FIELDS = TEXT_FIELDS
-
 
 @dataclass(frozen=True)
 class LabelRunConfig:
@@ -66,8 +63,8 @@ def iter_records(
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
     if path.suffix == ".parquet":
-        if text not in MANIFEST_TEXT_FIELDS:
-            raise ValueError(f"manifest field {text!r} is not one of {', '.join(MANIFEST_TEXT_FIELDS)}")
+        if text not in TEXT_FIELDS:
+            raise ValueError(f"manifest field {text!r} is not one of {', '.join(TEXT_FIELDS)}")
         from lexray.data.manifest import read_manifest
 
         for study in read_manifest(path):
