@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lexray.cli._args import check_index_dir
+from lexray.cli._args import CommandError, check_index_dir
 from lexray.config import load_config
 from lexray.errors import LexrayError
 
@@ -23,11 +23,6 @@ app = typer.Typer(
 )
 
 _ERRORS = (LexrayError, ValueError)  # every config, manifest, model and index error
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    typer.secho(f"error: {exc}", fg="red", err=True)
-    return typer.Exit(2)
 
 
 def _print_report(report: BuildReport, verb: str) -> None:
@@ -71,7 +66,7 @@ def build(
         embedder = load_model(ref)
         report = build_index(studies, embedder, ref, out, cfg, image_root=manifest.parent, progress=progress)
     except _ERRORS as exc:
-        raise _fail(exc) from exc
+        raise CommandError(str(exc)) from exc
     _print_report(report, "embedded")
 
 
@@ -91,7 +86,7 @@ def add(
         studies = read_manifest(manifest)
         report = add_to_index(index, studies, embedder, image_root=manifest.parent, progress=progress)
     except _ERRORS as exc:
-        raise _fail(exc) from exc
+        raise CommandError(str(exc)) from exc
     _print_report(report, "added")
 
 
@@ -103,7 +98,7 @@ def info(index: Path = typer.Option(..., "--index", help="Index directory.")) ->
     try:
         idx = RetrievalIndex.load(index)
     except _ERRORS as exc:
-        raise _fail(exc) from exc
+        raise CommandError(str(exc)) from exc
     ref = idx.model_ref
     table = Table("field", "value", title=f"index {index}")
     table.add_row("version", idx.version)
