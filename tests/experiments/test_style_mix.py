@@ -96,12 +96,16 @@ def test_cohorts_never_train_on_val_or_test_reports(phantom_manifest: Path, tmp_
     cohorts = build_cohorts(studies, CohortConfig(share=0.5), tmp_path / "c", phantom_manifest.parent, labeler)
     held_out = {s.study_id for s in studies if s.split != "train"}
     held_out_texts = {s.report_text for s in studies if s.split != "train"}
-    a, b = (read_manifest(cohorts.train[arm]) for arm in ("a", "b"))
+    a, b, c = (read_manifest(cohorts.train[arm]) for arm in ("a", "b", "c"))
     assert not {s.study_id for s in b} & held_out
     assert {s.study_id for s in a} < {s.study_id for s in b}  # (b) is (a) plus the hospital cohort
     added = [s for s in b if s.study_id not in {x.study_id for x in a}]
     assert added and all(s.extra.get("hospital_style") for s in added)
     assert all(s.images for s in added)  # with their own (same-findings) images
+    # The control arm: the same studies as (b), each in its own report.
+    own_reports = {s.study_id: s.report_text for s in studies}
+    assert [s.study_id for s in c] == [s.study_id for s in b]
+    assert all(s.report_text == own_reports[s.study_id] for s in c)
     standard, hospital = (read_manifest(cohorts.test[t]) for t in ("standard", "hospital"))
     assert [s.study_id for s in standard] == [s.study_id for s in hospital]
     assert {s.report_text for s in standard} <= held_out_texts
@@ -139,7 +143,7 @@ def test_the_grid_trains_evaluates_and_tables_every_cell(
     table_path = run_style_mix(cfg, labeler=labeler)
     table = json.loads((table_path.parent / "table.json").read_text())
     cells = sorted((tmp_path / "grid" / "cells").glob("*/*/eval-*/metrics.json"))
-    assert len(cells) == 2 * 2 * 2 * 2  # towers x arms x seeds x test styles
+    assert len(cells) == 2 * 3 * 2 * 2  # towers x arms x seeds x test styles
     assert (table_path.parent / "degradation.png").stat().st_size > 0
     md = table_path.read_text()
     assert "SYNTHETIC" not in md  # a given manifest is not assumed synthetic
@@ -155,6 +159,9 @@ def test_the_grid_trains_evaluates_and_tables_every_cell(
     expected = [hit10("llama", "b", s, "standard") - hit10("llama", "a", s, "standard") for s in (0, 1)]
     assert diff["mean"] == pytest.approx(sum(expected) / 2) and diff["n"] == 2
     assert rows[("llama", "standard", "a")]["i2t R@1 same-findings"] is not None
+    style_alone = rows[("bert", "hospital", "b-c")]["i2t R@10"]
+    expected = [hit10("bert", "b", s, "hospital") - hit10("bert", "c", s, "hospital") for s in (0, 1)]
+    assert style_alone["mean"] == pytest.approx(sum(expected) / 2)
 
     # A second run reuses every finished cell: the metrics files are not rewritten.
     stamps = {p: p.stat().st_mtime_ns for p in cells}

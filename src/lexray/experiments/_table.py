@@ -11,7 +11,11 @@ from typing import Any
 
 from lexray.evaluate.report import metric_at
 
-ARMS = ("a", "b")  # (a) own reports only; (b) (a) plus the hospital-style cohort
+# (a) own reports only; (b) (a) plus the second cohort rewritten in the hospital style; (c) (a) plus the same
+# cohort in its own reports. b - a is the study's comparison (more data, in another style); b - c holds the
+# amount of data fixed, so it is the effect of the hospital style alone.
+ARMS = ("a", "b", "c")
+DIFFERENCES = (("b-a", "b", "a"), ("b-c", "b", "c"))  # (name, minuend arm, subtrahend arm)
 TEST_STYLES = ("standard", "hospital")
 
 # (column, path into metrics.json); hit@K in %, report metrics in [0, 1].
@@ -46,14 +50,17 @@ def summarize(cells: dict[tuple[str, str, int, str], Path]) -> dict[str, Any]:
     rows = []
     for tower in towers:
         for style in TEST_STYLES:
-            for arm in (*ARMS, "b-a"):
+            arms = [a for a in ARMS if any(k[0] == tower and k[2] == a for k in values)]
+            diffs = [d for d in DIFFERENCES if d[1] in arms and d[2] in arms]
+            for arm in (*arms, *(d[0] for d in diffs)):
                 row: dict[str, Any] = {"tower": tower, "test": style, "arm": arm}
+                diff = next((d for d in diffs if d[0] == arm), None)
                 for name, _ in COLUMNS:
-                    if arm == "b-a":
+                    if diff is not None:  # paired by seed
                         pairs = [
                             (
-                                values.get((tower, style, "b", s), {}).get(name),
-                                values.get((tower, style, "a", s), {}).get(name),
+                                values.get((tower, style, diff[1], s), {}).get(name),
+                                values.get((tower, style, diff[2], s), {}).get(name),
                             )
                             for s in seeds
                         ]
@@ -88,15 +95,22 @@ def write_table(table: dict[str, Any], folder: Path, synthetic: bool) -> Path:
         ]
     lines.append(
         f"Mean ± sd over seeds {', '.join(map(str, table['seeds']))}; hit@K in %, report metrics in [0, 1]; "
-        "b-a is arm (b) minus arm (a), paired by seed (negative = adding the hospital cohort hurt)."
+        "b-a is arm (b) minus arm (a) (adding the hospital-style cohort), b-c is arm (b) minus arm (c) (the same "
+        "cohort in the hospital style rather than its own reports: the style alone), paired by seed; negative = hurt."
     )
     lines.append("")
     header = ["tower", "test reports", "training", *table["columns"]]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "---|" * len(header))
-    arm_name = {"a": "(a) own reports", "b": "(b) + hospital cohort", "b-a": "**b - a**"}
+    arm_name = {
+        "a": "(a) own reports",
+        "b": "(b) + cohort, hospital style",
+        "c": "(c) + cohort, own reports",
+        "b-a": "**b - a**",
+        "b-c": "**b - c**",
+    }
     for row in table["rows"]:
-        cells = [_cell_text(row[c], row["arm"] == "b-a") for c in table["columns"]]
+        cells = [_cell_text(row[c], "-" in row["arm"]) for c in table["columns"]]
         lines.append("| " + " | ".join([row["tower"], row["test"], arm_name[row["arm"]], *cells]) + " |")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "table.json").write_text(json.dumps(table, indent=1), encoding="utf-8")
@@ -112,26 +126,32 @@ def _plot(table: dict[str, Any], path: Path, column: str = "i2t R@10") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in table["rows"] if r["arm"] == "b-a" and r[column] is not None]
-    towers = list(dict.fromkeys(r["tower"] for r in rows))
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(towers), 3.2))
+    shown = [d for d, _, _ in DIFFERENCES if any(r["arm"] == d for r in table["rows"])]
+    towers = list(dict.fromkeys(r["tower"] for r in table["rows"]))
+    fig, axes = plt.subplots(
+        1, len(shown), figsize=(1.2 + 1.6 * len(towers) * len(shown), 3.4), squeeze=False
+    )
     width = 0.38
-    for j, style in enumerate(TEST_STYLES):
-        got = {r["tower"]: r[column] for r in rows if r["test"] == style}
-        xs = [i + (j - 0.5) * width for i, t in enumerate(towers) if t in got]
-        ax.bar(
-            xs,
-            [got[t]["mean"] for t in towers if t in got],
-            width,
-            yerr=[got[t]["sd"] for t in towers if t in got],
-            capsize=3,
-            label=f"{style} test reports",
+    for ax, diff in zip(axes[0], shown, strict=True):
+        rows = [r for r in table["rows"] if r["arm"] == diff and r[column] is not None]
+        for j, style in enumerate(TEST_STYLES):
+            got = {r["tower"]: r[column] for r in rows if r["test"] == style}
+            xs = [i + (j - 0.5) * width for i, t in enumerate(towers) if t in got]
+            ax.bar(
+                xs,
+                [got[t]["mean"] for t in towers if t in got],
+                width,
+                yerr=[got[t]["sd"] for t in towers if t in got],
+                capsize=3,
+                label=f"{style} test reports",
+            )
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(towers)), towers, fontsize=7)
+        ax.set_ylabel(f"{column}: ({diff[0]}) - ({diff[2]}), points", fontsize=8)
+        ax.set_title(
+            {"b-a": "adding the hospital-style cohort", "b-c": "the hospital style alone"}[diff], fontsize=9
         )
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(towers)), towers, fontsize=8)
-    ax.set_ylabel(f"{column}: (b) - (a), points")
-    ax.set_title("Adding hospital-style reports to training", fontsize=9)
-    ax.legend(fontsize=7)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

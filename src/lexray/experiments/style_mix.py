@@ -6,9 +6,10 @@ harm. This module runs that comparison as a grid:
 
 - text towers (each frozen, or with LoRA): e.g. all-MiniLM-L6-v2, raw SmolLM2 made bidirectional, and the
   lexray-adapted SmolLM2;
-- training data: arm (a), the train studies in their own reports, and arm (b), (a) plus a second cohort of
+- training data: arm (a), the train studies in their own reports; arm (b), (a) plus a second cohort of
   *other* train studies whose reports are rewritten into a hospital's style (rule styles, each rewrite
-  accepted only when the finding labeler reads the same findings), with their own images;
+  accepted only when the finding labeler reads the same findings), with their own images; and the control
+  arm (c), (a) plus the same cohort in its own reports, so that b - c is the style's effect at equal data;
 - seeds, so a difference can be told from noise;
 - evaluation on the test split in its own reports and the same test studies rewritten in the hospital
   style (the "external" reporting style): retrieval both ways (exact, identical-report and, where the
@@ -169,6 +170,8 @@ def build_cohorts(
     paths = {
         "a": write_manifest(own, folder / "train-a.parquet"),
         "b": write_manifest(arm_b, folder / "train-b.parquet"),
+        # The same studies as (b), each in its own report: only the reporting style differs.
+        "c": write_manifest([*own, *(s for s in moved if s.study_id in hospital)], folder / "train-c.parquet"),
         "standard": write_manifest(test_std, folder / "test-standard.parquet"),
         "hospital": write_manifest(
             [test_hospital[s.study_id] for s in test_std], folder / "test-hospital.parquet"
