@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,7 @@ def _plot(table: dict[str, Any], path: Path, column: str = "i2t R@10") -> None:
                 label=f"{style} test reports",
             )
         ax.axhline(0.0, color="black", linewidth=0.8)
-        ax.set_xticks(range(len(towers)), towers, fontsize=7)
+        ax.set_xticks(range(len(towers)), [textwrap.fill(t, 16) for t in towers], fontsize=7)
         ax.set_ylabel(f"{column}: ({diff[0]}) - ({diff[2]}), points", fontsize=8)
         ax.set_title(
             {"b-a": "adding the hospital-style cohort", "b-c": "the hospital style alone"}[diff], fontsize=9
