@@ -49,6 +49,7 @@ from lexray.training import (
 )
 from lexray.training.checkpoint import TRAINER_STATE
 from lexray.training.distributed import require_single_backward
+from lexray.training.memory import configure_cpu_memory, release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -593,6 +594,9 @@ def train(config: TextTrainConfig, accelerator: Any | None = None, stop_at_step:
     """
     from accelerate.utils import set_seed
 
+    # Before the first multiplication: varying batch shapes otherwise grow oneDNN's kernel caches and
+    # fragment the heap by gigabytes over a CPU run (lexray.training.memory).
+    configure_cpu_memory()
     accelerator = accelerator or make_accelerator(config.mixed_precision, broadcast_buffers=False)
     out = Path(config.output_dir)
     if config.threads:
@@ -663,6 +667,7 @@ def train(config: TextTrainConfig, accelerator: Any | None = None, stop_at_step:
             dropped = sum(map(len, pool.equivalents.values())) - sum(map(len, kept.values()))
             pool.equivalents = kept
             log.info("dropped %d equivalent variants shared by reports with other content", dropped)
+        release_free_memory()  # the variants and labels are made: their scratch memory goes back
         _make_trainable(encoder, config.contrastive.lora)
         monitor = _bench_monitor(encoder, config, metrics, accelerator)
         losses = run_contrastive(
