@@ -1,10 +1,11 @@
-"""Start-up time of the `lexray` command: lazy command loading vs importing every command module.
+"""Start-up time of the `lexray` command: lazy command loading vs an earlier lexray that loaded every command.
 
-The baseline is what `lexray --help` did before commands were loaded lazily: import every module under
-lexray.cli (and so torch, spaCy, FAISS, pandas, transformers) before printing anything. Each row is the
-median wall time of fresh processes, and the median of their peak resident memory.
+The baseline is the same commands run from another lexray source tree, e.g. the last commit before lazy
+loading (`git archive 7dafa0d src | tar -x -C /tmp/lexray-old`), which imported every command module (and
+so torch, spaCy, FAISS, pandas, transformers) before printing anything. Each row is the median wall time
+of fresh processes, and the median of their peak resident memory.
 
-    python benchmarks/cli_startup.py [--repeat 5]
+    python benchmarks/cli_startup.py --baseline-src /tmp/lexray-old/src [--repeat 5]
 """
 
 from __future__ import annotations
@@ -15,20 +16,17 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from lexray.cli.main import _COMMANDS
 
-EAGER = "import importlib\n" + "".join(
-    f"importlib.import_module('lexray.cli.{m}')\n" for m in dict.fromkeys(e.module for e in _COMMANDS.values())
-) + "importlib.import_module('lexray.cli.phantom')\n"
 
-
-def _run(argv: list[str], repeat: int) -> tuple[float, float]:
+def _run(argv: list[str], repeat: int, env: dict[str, str] | None = None) -> tuple[float, float]:
     """Median wall seconds and the median of each process's own peak RSS (MiB)."""
     times, peaks = [], []
     for _ in range(repeat):
         start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not the running maximum
         times.append(time.perf_counter() - start)
         if os.waitstatus_to_exitcode(status) != 0:
@@ -40,19 +38,23 @@ def _run(argv: list[str], repeat: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--baseline-src", type=Path, required=True, help="src/ of the lexray to compare with")
     args = parser.parse_args()
     lexray = [sys.executable, "-m", "lexray.cli.main"]
-    rows = [
-        ("lexray version", [*lexray, "version"]),
-        ("lexray --help", [*lexray, "--help"]),
-        *((f"lexray {name} --help", [*lexray, name, "--help"]) for name in _COMMANDS),
-        ("baseline: import every command module", [sys.executable, "-c", EAGER]),
-    ]
-    print(f"| command | median of {args.repeat} (s) | peak RSS (MiB) |")
-    print("|---|---|---|")
-    for label, argv in rows:
-        seconds, rss = _run(argv, args.repeat)
-        print(f"| {label} | {seconds:.2f} | {rss:.0f} |")
+    old_env = {**os.environ, "PYTHONPATH": str(args.baseline_src.resolve())}
+    print(f"| command | lexray now: median of {args.repeat} (s) | peak RSS (MiB) | baseline (s) | peak RSS (MiB) |")
+    print("|---|---|---|---|---|")
+    for label, tail in (
+        ("lexray version", ["version"]),
+        ("lexray --help", ["--help"]),
+        *((f"lexray {name} --help", [name, "--help"]) for name in _COMMANDS),
+    ):
+        seconds, rss = _run([*lexray, *tail], args.repeat)
+        try:
+            old = "| {:.2f} | {:.0f} |".format(*_run([*lexray, *tail], args.repeat, old_env))
+        except SystemExit:  # a command the baseline did not have
+            old = "| - | - |"
+        print(f"| {label} | {seconds:.2f} | {rss:.0f} {old}")
 
 
 if __name__ == "__main__":
