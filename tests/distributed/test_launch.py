@@ -30,7 +30,7 @@ REPORTS = [
 ]
 
 
-def _launch(args: list[str], timeout: int = 240) -> None:
+def _launch(args: list[str], timeout: int = 240) -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -43,6 +43,7 @@ def _launch(args: list[str], timeout: int = 240) -> None:
         cmd + ["-m", "lexray.cli.main", *args], env=env, capture_output=True, text=True, timeout=timeout
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    return proc.stdout
 
 
 def _records(run: Path) -> list[dict]:
@@ -125,3 +126,56 @@ def test_two_process_clip_train_writes_a_model_that_loads_and_embeds(tiny_llama,
     assert all(r["world_size"] == 2 and r["global_batch"] == 6 and np.isfinite(r["loss"]) for r in steps)
     model = DualEncoder.from_pretrained(tmp_path / "run" / "final")
     assert model.embed_texts(["Large left pleural effusion."]).shape == (1, 16)
+
+
+def test_two_process_evaluate_and_embed_equal_one_process(tiny_llama, tmp_path):
+    """`lexray evaluate` and `lexray embed` under `accelerate launch` shard the embedding work and write
+    the same result as one process (the main process alone writes)."""
+    from typer.testing import CliRunner
+
+    from lexray.cli.main import app
+    from lexray.clip import DualEncoder, DualEncoderConfig, TextTowerConfig
+    from lexray.vision.towers import VisionConfig
+
+    studies = []
+    for i in range(14):
+        text, findings = REPORTS[i % len(REPORTS)]
+        sid = f"s{i:02d}"
+        save_phantom_png(tmp_path / "images" / f"{sid}.png", render_phantom(findings, sid, 32), sid, findings)
+        studies.append(
+            Study(
+                sid, sid, "phantom", "test" if i < 9 else "train", findings=f"{text} Study {i}.",
+                images=(Image(f"images/{sid}.png"),),
+            )
+        )
+    manifest = write_manifest(studies, tmp_path / "manifest.parquet")
+    config = DualEncoderConfig(
+        vision=VisionConfig(kind="small_cnn", image_size=32, cnn_widths=(8, 16), cnn_out_dim=16),
+        text=TextTowerConfig(encoder=str(tiny_llama), mode="full", max_length=32),
+        embed_dim=8,
+    )
+    model_dir = DualEncoder.from_config(config).save_pretrained(tmp_path / "model")
+    # One item per forward: each embedding is then computed alike in one process or two, bit for bit, so
+    # the near-ties of an untrained model rank alike too (batched, rows differ by ~1e-8 with the batch).
+    sets = ["--set", "robustness.styles=[]", "--set", "batch_size=1"]
+    common = ["--model", str(model_dir), "--manifest", str(manifest), *sets, "--no-progress"]
+
+    one = CliRunner().invoke(app, ["evaluate", "run", *common, "--out", str(tmp_path / "eval-1")])
+    assert one.exit_code == 0, one.output
+    printed = _launch(["evaluate", "run", *common, "--out", str(tmp_path / "eval-2")])
+    assert printed.count("wrote ") == 1  # the main process alone writes and reports
+    m1, m2 = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("eval-1", "eval-2"))
+    for key in ("study/exact/image_to_text", "study/exact/text_to_image", "study/dedup/image_to_text"):
+        scalars = {k: v for k, v in m1["retrieval"][key].items() if isinstance(v, (int, float))}
+        assert scalars and {k: m2["retrieval"][key][k] for k in scalars} == pytest.approx(scalars), key
+    assert m2["generation"]["bleu1"] == pytest.approx(m1["generation"]["bleu1"])
+
+    embed = ["--model", str(model_dir), "--manifest", str(manifest), "--batch-size", "3"]
+    for kind in ("images", "texts"):
+        res = CliRunner().invoke(app, ["embed", kind, *embed, "--out", str(tmp_path / f"{kind}-1.npz")])
+        assert res.exit_code == 0, res.output
+        printed = _launch(["embed", kind, *embed, "--out", str(tmp_path / f"{kind}-2.npz")])
+        assert printed.count(" embeddings of size ") == 1
+        a, b = np.load(tmp_path / f"{kind}-1.npz"), np.load(tmp_path / f"{kind}-2.npz")
+        assert list(a["study_id"]) == list(b["study_id"])  # one ordered result
+        np.testing.assert_allclose(a["embeddings"], b["embeddings"], atol=1e-5)

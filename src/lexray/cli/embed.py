@@ -12,16 +12,19 @@ from lexray.cli._args import CommandError, check_output_file
 app = typer.Typer(help="Embeddings from a trained dual encoder (images, texts).", no_args_is_help=True)
 
 
-def _load(model: Path, manifest: Path, split: str | None):
+def _load(model: Path, manifest: Path, split: str | None):  # noqa: ANN202 - (model, studies, writes)
     from lexray.clip.model import DualEncoder
     from lexray.data.manifest import ManifestError, read_manifest, select
+    from lexray.training.sharded import shard_across_launch
 
     try:
         studies = select(read_manifest(manifest), split=split)
         encoder = DualEncoder.from_pretrained(model)
     except (ManifestError, FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
-    return encoder, studies
+    # Under `accelerate launch`, each process embeds a share of every call; only the main one saves.
+    encoder, writes = shard_across_launch(encoder)
+    return encoder, studies, writes
 
 
 def _save(out: Path, embeddings: np.ndarray, ids: list[str], extra: dict[str, list[str]]) -> None:
@@ -48,7 +51,7 @@ def images_cmd(
     from lexray.embedding import embed_safely
 
     check_output_file(out, example="images.npz", inputs=[manifest])
-    encoder, studies = _load(model, manifest, split)
+    encoder, studies, writes = _load(model, manifest, split)
     root = image_root or manifest.parent
     rows = [(s.study_id, str(im.resolve(root))) for s in studies for im in s.images]
     if not rows:
@@ -62,7 +65,8 @@ def images_cmd(
     ok = np.ones(len(rows), dtype=bool)
     ok[[i for i, _ in failed]] = False
     kept = [row for row, good in zip(rows, ok, strict=True) if good]
-    _save(out, vectors[ok], [sid for sid, _ in kept], {"path": [path for _, path in kept]})
+    if writes:
+        _save(out, vectors[ok], [sid for sid, _ in kept], {"path": [path for _, path in kept]})
 
 
 @app.command("texts")
@@ -77,11 +81,12 @@ def texts_cmd(
 ) -> None:
     """Embed each study's findings + impression; studies without report text are skipped."""
     check_output_file(out, example="texts.npz", inputs=[manifest])
-    encoder, studies = _load(model, manifest, split)
+    encoder, studies, writes = _load(model, manifest, split)
     kept = [s for s in studies if s.report_text.strip()]
     if len(kept) < len(studies):
         typer.echo(f"skipped {len(studies) - len(kept)} studies without findings or impression")
     if not kept:
         raise CommandError(f"{manifest} has no report text{f' in split {split}' if split else ''}")
     emb = encoder.embed_texts([s.report_text for s in kept], batch_size=batch_size)
-    _save(out, emb, [s.study_id for s in kept], {})
+    if writes:
+        _save(out, emb, [s.study_id for s in kept], {})

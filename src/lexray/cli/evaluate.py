@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import typer
@@ -66,25 +67,30 @@ def _run(
     # Imported here: the evaluation stack (torch, pandas, the metrics) costs seconds at `--help`.
     from lexray.data.manifest import read_manifest
     from lexray.evaluate.runner import EvaluateConfig, run_evaluation
+    from lexray.training.sharded import shard_across_launch
 
     try:
         extra = [f"split={split}"] if split else []
         cfg = load_config(EvaluateConfig, config, [*overrides, *extra])
         studies = read_manifest(manifest)
         corpus_studies = read_manifest(corpus) if corpus else None
-        dual = _load_dual_encoder(model)
-        metrics = run_evaluation(
-            dual,
-            studies,
-            out,
-            cfg,
-            corpus=corpus_studies,
-            image_root=image_root or Path(manifest).parent,
-            progress=progress,
-            model_name=str(model),
-        )
+        # Under `accelerate launch`, each process embeds a share; the main process alone writes `out`.
+        dual, is_main = shard_across_launch(_load_dual_encoder(model))
+        with tempfile.TemporaryDirectory(prefix="lexray-eval-") as scratch:
+            metrics = run_evaluation(
+                dual,
+                studies,
+                out if is_main else scratch,
+                cfg,
+                corpus=corpus_studies,
+                image_root=image_root or Path(manifest).parent,
+                progress=progress and is_main,
+                model_name=str(model),
+            )
     except (FileNotFoundError, ValueError) as exc:  # ConfigError and ManifestError are ValueErrors
         raise CommandError(str(exc)) from exc
+    if not is_main:
+        return
     console = Console()
     console.print(Markdown((Path(out) / "metrics.md").read_text(encoding="utf-8")))
     console.print(f"wrote {out}/metrics.json, metrics.md and plots in {metrics['seconds']} s")

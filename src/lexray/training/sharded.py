@@ -66,3 +66,20 @@ class ShardedEmbedder:
             if arr is not None:
                 out[r :: self.world] = arr
         return out
+
+
+def shard_across_launch(model: Any) -> tuple[Any, bool]:
+    """``model`` split across the processes of ``accelerate launch`` / ``torchrun``, and whether this one writes.
+
+    In a single process it returns ``(model, True)`` unchanged. Launched as several, it sets up the process
+    group (gloo on CPU) and returns a :class:`ShardedEmbedder`, so every embedding call is computed a share
+    per process, and True only on the main process, which alone writes the outputs.
+    """
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return model, True
+    from lexray.training.distributed import make_accelerator
+
+    accelerator = make_accelerator()
+    return ShardedEmbedder(model), bool(accelerator.is_main_process)
