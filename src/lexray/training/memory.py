@@ -48,7 +48,7 @@ def _libc() -> ctypes.CDLL | None:
 
 
 def configure_cpu_memory(
-    kernel_cache_capacity: int = KERNEL_CACHE_CAPACITY, mmap_threshold: int = MMAP_THRESHOLD
+    kernel_cache_capacity: int = KERNEL_CACHE_CAPACITY, mmap_threshold: int | None = None
 ) -> dict[str, int | str]:
     """Bound oneDNN's kernel caches and fix glibc's mmap threshold for this process.
 
@@ -58,25 +58,29 @@ def configure_cpu_memory(
     Args:
         kernel_cache_capacity: entries of each oneDNN kernel cache (must be at least 1: ideep crashes
             with an empty cache).
-        mmap_threshold: bytes from which glibc maps allocations instead of taking them from its heap.
+        mmap_threshold: bytes from which glibc maps allocations instead of taking them from its heap;
+            None (the default) leaves glibc's own. :data:`MMAP_THRESHOLD` returns freed activations to
+            the system at once but costs a page fault per large allocation: on the SmolLM2 one-block
+            recipe's shapes, steps took 1.45x as long, while the capped caches alone bounded memory at
+            no cost (BENCHMARKS.md), so it is opt-in.
 
     Returns:
         What was applied: each cache variable's value, and ``mmap_threshold`` (0 when the C library is
         not glibc, and nothing was changed there).
 
     Raises:
-        ValueError: ``kernel_cache_capacity`` is below 1 or ``mmap_threshold`` is not positive.
+        ValueError: ``kernel_cache_capacity`` is below 1 or ``mmap_threshold`` is given and not positive.
     """
     if kernel_cache_capacity < 1:
         raise ValueError(f"kernel_cache_capacity={kernel_cache_capacity}: at least 1 (0 crashes ideep)")
-    if mmap_threshold <= 0:
+    if mmap_threshold is not None and mmap_threshold <= 0:
         raise ValueError(f"mmap_threshold={mmap_threshold}: a positive number of bytes")
     applied: dict[str, int | str] = {}
     for name in _CACHE_ENV:
         applied[name] = os.environ.setdefault(name, str(kernel_cache_capacity))
     lib = _libc()
     applied["mmap_threshold"] = 0
-    if lib is not None and lib.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(mmap_threshold)) == 1:
+    if mmap_threshold is not None and lib is not None and lib.mallopt(_M_MMAP_THRESHOLD, ctypes.c_int(mmap_threshold)) == 1:
         applied["mmap_threshold"] = mmap_threshold
     log.debug("CPU memory settings: %s", applied)
     return applied
