@@ -224,7 +224,7 @@ def test_parse_sections_inverts_render_sections(findings, impression):
 
 def test_code_version_counts_code_not_docstrings_or_comments(tmp_path: Path) -> None:
     """The rules version keys the variant caches: a docstring edit must keep them, a code edit remake them."""
-    from lexray.variants.rules import code_version
+    from lexray.variants._version import code_version
 
     pkg = tmp_path / "lexray"
     (pkg / "variants").mkdir(parents=True)
@@ -255,11 +255,11 @@ def test_code_version_counts_code_not_docstrings_or_comments(tmp_path: Path) -> 
 def test_rules_version_covers_the_labeler_that_checks_variants() -> None:
     import ast
 
-    from lexray.variants import rules
+    from lexray.variants import _version, rules
 
     root = Path(rules.__file__).resolve().parents[2]
     tree = ast.parse(Path(rules.__file__).read_bytes())
-    imported = rules._lexray_imports(tree, root)
+    imported = _version._lexray_imports(tree, root)
     assert {"lexray.variants._rewrites", "lexray.variants.checks"} <= imported
     checks = ast.parse((root / "lexray" / "variants" / "checks.py").read_bytes())
-    assert "lexray.findings" in rules._lexray_imports(checks, root)  # the labeler, imported lazily there
+    assert "lexray.findings" in _version._lexray_imports(checks, root)  # the labeler, imported lazily there
