@@ -165,6 +165,10 @@ ROWS: list[tuple[str, str]] = [
     ("findings stats FOLDER", "does not exist"),
     # doctor
     ("doctor --bogus", "No such option"),
+    # demo and experiments
+    ("demo --out TEXTS/demo --openi MISSING", "is a file, not a folder"),
+    ("experiment style-mix --config BADYAML", "not valid YAML"),
+    ("experiment style-mix --config TEXTS", "must be a mapping"),
     # data (helper A's fixes)
     ("data prepare openi=MISSING --out FOLDER", "is a folder"),
     ("data prepare openi=MISSING --out FOLDER/m.parquet --config BADYAML", "not valid YAML"),

@@ -22,12 +22,14 @@ def demo(
     port: int = typer.Option(8000, help="Port for --serve."),
 ) -> None:
     """Run the whole pipeline offline on CPU: data, phantoms, report encoder, CLIP, evaluation, index."""
+    from lexray.cli._args import check_output_dir
     from lexray.config import load_config
     from lexray.pipelines.demo import DemoConfig, run_demo
 
     extra = [f"{k}={v}" for k, v in (("openi", openi), ("out", out), ("text_encoder", text_encoder)) if v]
     try:
         cfg = load_config(DemoConfig, config, [*overrides, *extra])
+        check_output_dir(Path(cfg.out), option="out")  # before any work: a file there fails only at the end
         run_demo(cfg)
     except (FileNotFoundError, ValueError) as exc:  # lexray's own errors are named by the root command
         typer.secho(f"error: {exc}", fg="red", err=True)
