@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from lexray import models
-from lexray.text.published import CheckpointError
+from lexray.text.published import CheckpointError, load_matching
 from lexray.vision.preprocess import ImagePreprocess
 
 FORMAT = "lexray-open-clip"
@@ -65,10 +65,8 @@ def _build_model(directory: Path, config: dict[str, Any]) -> nn.Module:
     cls = open_clip.CustomTextCLIP if custom_text else open_clip.CLIP
     model = cls(**model_cfg)
     state = load_file(directory / WEIGHTS_FILE)
-    missing, unexpected = model.load_state_dict(state, strict=False)
     # transformers may not register position_ids buffers; they are recomputed.
-    missing = [k for k in missing if not k.endswith("position_ids")]
-    unexpected = [k for k in unexpected if not k.endswith("position_ids")]
+    missing, unexpected = load_matching(model, state, ignored_suffix="position_ids")
     if missing or unexpected:
         raise CheckpointError(
             f"{directory / WEIGHTS_FILE} does not match its config (missing {missing[:4]}, "

@@ -287,7 +287,8 @@ def run_cell(
         stage = StageRun("evaluate", eval_dir, key)
         if not stage.done():
             stage.begin()
-            model = model or load_dual_encoder(folder / "clip")
+            if model is None:  # loaded once, for whichever test style still needs it
+                model = load_dual_encoder(folder / "clip")
             run_evaluation(
                 model,
                 read_manifest(cohorts.test[style]),

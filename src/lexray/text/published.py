@@ -36,6 +36,18 @@ class CheckpointError(LexrayError, ValueError):
     """A published checkpoint is missing, incomplete or not in the layout its importer reads."""
 
 
+def load_matching(
+    module: torch.nn.Module, state: dict[str, torch.Tensor], ignored_suffix: str
+) -> tuple[list[str], list[str]]:
+    """Load ``state`` into ``module``; return the (missing, unexpected) keys, less those ending in
+    ``ignored_suffix`` (buffers a model recomputes, e.g. RoPE frequencies or position ids)."""
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    return (
+        [k for k in missing if not k.endswith(ignored_suffix)],
+        [k for k in unexpected if not k.endswith(ignored_suffix)],
+    )
+
+
 @dataclass(frozen=True)
 class PublishedTextModel:
     """How one published text model becomes a lexray ``TextEncoderConfig`` (one row per model)."""
@@ -388,10 +400,8 @@ def load_llm2vec4cxr(source: str | Path, pooling: str = "latent", dtype: str = "
         settings["latent"]["num_latents"] = int(latent["latents"].shape[0])
     config = load_config(TextEncoderConfig, base=settings)
     backbone = LlamaModel(model_config)
-    missing, unexpected = backbone.load_state_dict(backbone_state, strict=False)
     # RoPE inverse frequencies are recomputed from the config, never stored.
-    missing = [k for k in missing if not k.endswith("rotary_emb.inv_freq")]
-    unexpected = [k for k in unexpected if not k.endswith("rotary_emb.inv_freq")]
+    missing, unexpected = load_matching(backbone, backbone_state, ignored_suffix="rotary_emb.inv_freq")
     if missing or unexpected:
         raise CheckpointError(
             f"{directory}: the Llama weights do not match config.json (missing "

@@ -8,6 +8,7 @@ Every process must make the same calls with the same items, as a launched copy o
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -75,8 +76,6 @@ def shard_across_launch(model: Any) -> tuple[Any, bool]:
     group (gloo on CPU) and returns a :class:`ShardedEmbedder`, so every embedding call is computed a share
     per process, and True only on the main process, which alone writes the outputs.
     """
-    import os
-
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return model, True
     from lexray.training.distributed import make_accelerator
