@@ -4,7 +4,7 @@ Each measurement runs in a fresh subprocess so its peak resident memory (``ru_ma
 Embeddings are random unit vectors (queries = keys + noise) made inside the subprocess before timing.
 
 * ``matmul``: the bare blockwise product Q @ K.T with the same block size, results discarded — the floor.
-* ``lexray``: :func:`lexray.evaluate.retrieval.retrieval_ranks` (exact, pessimistic ties) + summary.
+* ``lexray``: :func:`lexray.ranking.retrieval_ranks` (exact, pessimistic ties) + summary.
 * ``naive``: the usual research-code method: the full N x N similarity, ``argsort`` of every row, and the
   position of the true key (open_clip's ``get_clip_metrics``). Run only at a size where it fits.
 
@@ -52,7 +52,7 @@ def _matmul(q: np.ndarray, k: np.ndarray, block_mb: int) -> None:
 def _worker(method: str, n: int, dim: int, block_mb: int, repeats: int = 1) -> dict:
     import torch
 
-    from lexray.evaluate.retrieval import retrieval_ranks, summarize_ranks
+    from lexray.ranking import retrieval_ranks, summarize_ranks
 
     q, k = _embeddings(n, dim)
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -12,7 +12,7 @@ from lexray.evaluate.protocol import (
     normalize_report,
     study_image_embeddings,
 )
-from lexray.evaluate.retrieval import retrieval_ranks, summarize_ranks
+from lexray.ranking import retrieval_ranks, summarize_ranks
 
 
 def naive_ranks(q, k, qg, kg, ties="pessimistic", ks=()):
@@ -196,7 +196,7 @@ def test_large_positive_groups_are_split_into_small_blocks():
 def test_dedupe_rows_merges_exactly_identical_rows():
     import torch
 
-    from lexray.evaluate.retrieval import _dedupe_rows
+    from lexray.ranking import _dedupe_rows
 
     rng = np.random.default_rng(4)
     k = rng.normal(size=(50, 7)).astype(np.float32)
@@ -217,7 +217,7 @@ def test_huge_finite_values_are_not_mistaken_for_inf():
     q = np.full((2, 4), 3e38, dtype=np.float32)  # row sums overflow float32, values are finite
     g = [0, 1]
     assert retrieval_ranks(q / 3e38, q / 3e38, g, g).ranks.tolist() == [2, 2]
-    from lexray.evaluate.retrieval import _as_matrix
+    from lexray.ranking import _as_matrix
 
     assert _as_matrix(q, "q").shape == (2, 4)
     bad = q.copy()

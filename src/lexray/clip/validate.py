@@ -1,4 +1,4 @@
-"""Validation retrieval for training: embed held-out pairs, rank both ways, score with ``lexray.evaluate``.
+"""Validation retrieval for training: embed held-out pairs, rank both ways, score with :mod:`lexray.ranking`.
 
 Two ground truths are reported: **exact** (only the true pair counts, the published protocol) and,
 when the pairs carry a group such as the phantom findings key, **group** (any report whose group equals
@@ -14,7 +14,7 @@ import torch
 
 from lexray.clip.data import Pair
 from lexray.clip.model import DualEncoder
-from lexray.evaluate.retrieval import retrieval_ranks, summarize_ranks
+from lexray.ranking import retrieval_ranks, summarize_ranks
 
 DIRECTIONS = ("i2t", "t2i")
 

@@ -34,10 +34,10 @@ from lexray.evaluate.protocol import (
     normalize_report,
     study_image_embeddings,
 )
-from lexray.evaluate.retrieval import RankResult, retrieval_ranks, summarize_ranks
 from lexray.evaluate.robustness import style_robustness
 from lexray.evaluate.runner import EvaluateConfig, RobustnessConfig, ZeroShotConfig, run_evaluation
 from lexray.evaluate.zeroshot import DEFAULT_PROMPTS, binary_auroc, zero_shot_classify
+from lexray.ranking import RankResult, retrieval_ranks, summarize_ranks
 
 __all__ = [
     "DEFAULT_PROMPTS",

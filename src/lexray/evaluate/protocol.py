@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from lexray.data.study import normalize_report
-from lexray.evaluate.retrieval import DEFAULT_KS, Ties, retrieval_ranks, summarize_ranks
+from lexray.ranking import DEFAULT_KS, Ties, retrieval_ranks, summarize_ranks
 
 log = logging.getLogger(__name__)
 

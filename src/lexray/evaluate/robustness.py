@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from lexray.evaluate.retrieval import DEFAULT_KS, Ties, retrieval_ranks, summarize_ranks
+from lexray.ranking import DEFAULT_KS, Ties, retrieval_ranks, summarize_ranks
 
 
 def style_robustness(
@@ -32,7 +32,7 @@ def style_robustness(
         original_queries: (Ns, D) original report embeddings, row = study index.
         variants: style -> ((Nv, D) variant report embeddings, (Nv,) their study indices).
         ks: cut-offs for hit@K.
-        ties: tie rule (see :func:`lexray.evaluate.retrieval.retrieval_ranks`).
+        ties: tie rule (see :func:`lexray.ranking.retrieval_ranks`).
         block_bytes: memory for one score block.
 
     Returns:

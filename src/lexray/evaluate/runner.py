@@ -32,8 +32,8 @@ from lexray.evaluate.protocol import (
     published_raw_features,
     study_image_embeddings,
 )
-from lexray.evaluate.retrieval import retrieval_ranks, summarize_ranks
 from lexray.evaluate.robustness import style_robustness
+from lexray.ranking import retrieval_ranks, summarize_ranks
 
 log = logging.getLogger(__name__)
 

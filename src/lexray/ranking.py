@@ -1,5 +1,8 @@
 """Exact retrieval metrics computed blockwise: ranks, hit rate (CXR "Recall@K"), true recall@k, MRR.
 
+A ground-floor module: evaluation (:mod:`lexray.evaluate`) and the training loops' validation
+(:mod:`lexray.clip.validate`) score with the same rules, and neither imports the other.
+
 Protocol (stated because published CXR numbers differ on exactly these points):
 
 * **Rank.** For query ``i`` with positive key set ``P_i`` (keys whose group equals the query's group),
