@@ -7,6 +7,9 @@
   chat model or any OpenAI-compatible endpoint (:mod:`~lexray.variants.backends`).
 * :mod:`~lexray.variants.checks` - the clinical-equivalence and single-error checks.
 * :mod:`~lexray.variants.store` - the append-only, crash-safe variant store.
+
+Private helpers: ``_text`` (sentences and layout), ``_reword`` (the ``restyled`` rewording), ``_edit``
+(editable reports), ``_candidates`` (candidate edits per error type), ``_rewrites`` (the word tables).
 """
 
 from lexray.variants._rewrites import SIDED_FABRICATIONS

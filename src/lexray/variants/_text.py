@@ -1,7 +1,8 @@
-"""Sentence splitting and the standard rendering of a study's report that every variant starts from."""
+"""Sentence splitting, small sentence edits, and the standard rendering of a study's report that every variant starts from."""
 
 from __future__ import annotations
 
+import random
 import re
 
 from lexray.data.study import Study
@@ -52,6 +53,33 @@ def split_sentences(text: str) -> list[str]:
                 sent += "."
             out.append(sent)
     return out
+
+
+def tidy_sentence(sentence: str) -> str:
+    """Whitespace collapsed, no space before punctuation, first letter upper-case."""
+    sentence = re.sub(r"\s+", " ", sentence).strip()
+    sentence = re.sub(r"\s+([.,;:])", r"\1", sentence)
+    if sentence and sentence[0].islower():
+        sentence = sentence[0].upper() + sentence[1:]
+    return sentence
+
+
+def match_start_case(replacement: str, original: str, at_start: bool) -> str:
+    """Capitalise a replacement that starts a sentence; elsewhere the table's own case is kept."""
+    if at_start and original[:1].isupper():
+        return replacement[:1].upper() + replacement[1:]
+    return replacement
+
+
+def shuffled(items: list[str], rng: random.Random) -> list[str]:
+    """The items in another order (a shuffle that changed nothing becomes a rotation)."""
+    if len(items) < 2:
+        return list(items)
+    order = list(range(len(items)))
+    rng.shuffle(order)
+    if order == sorted(order):
+        order = order[1:] + order[:1]
+    return [items[k] for k in order]
 
 
 def join(sentences: list[str]) -> str:

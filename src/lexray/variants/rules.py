@@ -17,14 +17,18 @@ from pathlib import Path
 
 from lexray.data.study import Study
 from lexray.variants import _rewrites as rw
+from lexray.variants._reword import NO_CHANGE, NO_VERB, reword_sections
 from lexray.variants._text import (
     FINDINGS_HEADER,
     IMPRESSION_HEADER,
     join,
+    match_start_case,
     render_sections,
+    shuffled,
     source_text,
     split_sentences,
     study_sections,
+    tidy_sentence,
 )
 from lexray.variants._version import code_version
 from lexray.variants.checks import (
@@ -80,13 +84,6 @@ _EXPAND = _compile(rw.EXPANSIONS, case_sensitive_short=True)
 _TELEGRAPHIC = [(re.compile(p, re.IGNORECASE), r) for p, r in rw.TELEGRAPHIC]
 
 
-def _match_case(replacement: str, original: str, at_start: bool) -> str:
-    """Capitalise a replacement that starts a sentence; elsewhere the table's own case is kept."""
-    if at_start and original[:1].isupper():
-        return replacement[:1].upper() + replacement[1:]
-    return replacement
-
-
 def _sub_table(
     text: str, table: list[tuple[re.Pattern[str], str]], rng: random.Random | None, p: float
 ) -> str:
@@ -96,18 +93,10 @@ def _sub_table(
         def repl(m: re.Match[str], dst: str = dst) -> str:
             if rng is not None and rng.random() > p:
                 return m.group(0)
-            return _match_case(dst, m.group(0), m.start() == 0)
+            return match_start_case(dst, m.group(0), m.start() == 0)
 
         text = pattern.sub(repl, text)
     return text
-
-
-def _tidy(sentence: str) -> str:
-    sentence = re.sub(r"\s+", " ", sentence).strip()
-    sentence = re.sub(r"\s+([.,;:])", r"\1", sentence)
-    if sentence and sentence[0].islower():
-        sentence = sentence[0].upper() + sentence[1:]
-    return sentence
 
 
 def _shorthand_sentence(sentence: str, rng: random.Random) -> str:
@@ -116,7 +105,7 @@ def _shorthand_sentence(sentence: str, rng: random.Random) -> str:
         s = pattern.sub(repl, s)
     # Most, not all, abbreviations apply, so different seeds give different shorthand.
     s = _sub_table(s, _ABBREV, rng, p=0.85)
-    return _tidy(s)
+    return tidy_sentence(s)
 
 
 def style_shorthand(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
@@ -128,19 +117,12 @@ def style_shorthand(findings: list[str], impression: list[str], rng: random.Rand
     return text, ""
 
 
-_NO_VERB = re.compile(r"\b(?:is|are|was|were|seen|noted|identified|present|demonstrated|visualized)\b", re.I)
-
-
-# "No (interval) change in X" states X is unchanged, not absent: never rewrite it as "There is no ...".
-_NO_CHANGE = re.compile(r"^No\s+(?:\w+\s+){0,2}(?:change|progression|difference)", re.I)
-
-
 def _expand_sentence(sentence: str) -> str:
     s = _sub_table(sentence, _EXPAND, None, 1.0)
     # "No pneumothorax." -> "There is no pneumothorax." (only when the sentence has no verb of its own).
-    if re.match(r"^No\b", s) and not _NO_VERB.search(s) and not _NO_CHANGE.search(s):
+    if re.match(r"^No\b", s) and not NO_VERB.search(s) and not NO_CHANGE.search(s):
         s = "There is no" + s[2:]
-    return _tidy(s)
+    return tidy_sentence(s)
 
 
 def style_expanded(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
@@ -154,11 +136,16 @@ def style_expanded(findings: list[str], impression: list[str], rng: random.Rando
 
 def style_impression_only(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
     """The impression section alone (a summary: may drop negatives, must keep every positive finding)."""
-    if not impression:
-        return "", f"{NOT_APPLICABLE}: the report has no impression section"
-    if not findings:
-        return "", f"{NOT_APPLICABLE}: the report has only an impression section"
-    return join(impression), ""
+    return _section_alone(impression, findings, "an impression")
+
+
+def _section_alone(kept: list[str], other: list[str], name: str) -> tuple[str, str]:
+    """One section's text, or why it cannot stand alone (missing, or already the whole report)."""
+    if not kept:
+        return "", f"{NOT_APPLICABLE}: the report has no {name.split()[-1]} section"
+    if not other:
+        return "", f"{NOT_APPLICABLE}: the report has only {name} section"
+    return join(kept), ""
 
 
 # A findings sentence that only rules things out or calls them normal; a summary leaves it out.
@@ -220,28 +207,14 @@ def _key(sentence: str) -> str:
 
 def style_findings_only(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
     """The findings section alone."""
-    if not findings:
-        return "", f"{NOT_APPLICABLE}: the report has no findings section"
-    if not impression:
-        return "", f"{NOT_APPLICABLE}: the report has only a findings section"
-    return join(findings), ""
-
-
-def _shuffled(items: list[str], rng: random.Random) -> list[str]:
-    if len(items) < 2:
-        return list(items)
-    order = list(range(len(items)))
-    rng.shuffle(order)
-    if order == sorted(order):
-        order = order[1:] + order[:1]  # a shuffle that changed nothing becomes a rotation
-    return [items[k] for k in order]
+    return _section_alone(findings, impression, "a findings")
 
 
 def style_reordered(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
     """Sentence order changed within each section (headers kept)."""
     if len(findings) < 2 and len(impression) < 2:
         return "", f"{NOT_APPLICABLE}: no section has two sentences"
-    return render_sections(_shuffled(findings, rng), _shuffled(impression, rng)), ""
+    return render_sections(shuffled(findings, rng), shuffled(impression, rng)), ""
 
 
 def style_headerless(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
@@ -273,80 +246,6 @@ def style_hospital_template(
             )
         )
     return tpl["section_sep"].join(parts), ""
-
-
-def _synonym_table() -> list[tuple[re.Pattern[str], tuple[str, ...]]]:
-    out = []
-    for group in rw.SYNONYM_GROUPS:
-        alternation = "|".join(re.escape(p) for p in sorted(group, key=len, reverse=True))
-        out.append((re.compile(rf"(?<![\w/])(?:{alternation})(?![\w/])", re.I), group))
-    return out
-
-
-_SYNONYMS = _synonym_table()
-_ADVERB = "|".join(rw.DEGREE_ADJECTIVES)
-_ADJECTIVE = "|".join(rw.DEGREE_ADJECTIVES.values())
-_DEGREE_ADVERBS = {adjective: adverb for adverb, adjective in rw.DEGREE_ADJECTIVES.items()}
-_HEART_ENLARGED = re.compile(rf"^(?:The )?(?:heart|cardiac silhouette) is (?:({_ADVERB}) )?enlarged\.$", re.I)
-_CARDIOMEGALY = re.compile(rf"^(?:There is )?(?:({_ADJECTIVE}) )?cardiomegaly\.$", re.I)
-_NEGATION = re.compile(r"^(?:There (?:is|are) no|No) (.+)\.$")
-_SEEN = re.compile(r"^(?!No\b)(.+?) (is|are) (?:seen|noted|identified|present)\.$")
-_THERE_IS = re.compile(r"^There (is|are) (?!no\b)(.+)\.$")
-_ARTICLE_NOUNS = re.compile(r"^(?:Lungs|Heart|Mediastinum|Trachea|Cardiomediastinal|Pulmonary|Osseous)\b")
-
-
-def _lower_first(phrase: str) -> str:
-    """Lower-case a phrase's first letter unless it starts an acronym ("PICC", "RLL")."""
-    return phrase if phrase[1:2].isupper() else phrase[:1].lower() + phrase[1:]
-
-
-def _recast(sentence: str, rng: random.Random) -> str:
-    """Another sentence frame with the same content: negation, existence and heart-size frames."""
-    if m := _HEART_ENLARGED.match(sentence):
-        degree = rw.DEGREE_ADJECTIVES[m.group(1).lower()] + " " if m.group(1) else ""
-        return rng.choice((f"There is {degree}cardiomegaly.", f"{degree}cardiomegaly."))
-    if m := _CARDIOMEGALY.match(sentence):
-        degree = _DEGREE_ADVERBS[m.group(1).lower()] + " " if m.group(1) else ""
-        return rng.choice((f"The heart is {degree}enlarged.", f"The cardiac silhouette is {degree}enlarged."))
-    m = _NEGATION.match(sentence)
-    if m and not _NO_VERB.search(m.group(1)) and not _NO_CHANGE.search(sentence):
-        what = m.group(1)
-        frames = ["No {}.", "There is no {}.", "No {} is seen.", "No {} is identified."]
-        if not what.lower().startswith("evidence"):
-            frames.append("No evidence of {}.")
-        return rng.choice(frames).format(what)
-    if m := _SEEN.match(sentence):
-        return f"There {m.group(2)} {_lower_first(m.group(1))}."
-    if m := _THERE_IS.match(sentence):
-        return f"{m.group(2)} {m.group(1)} seen."
-    if sentence.startswith("The ") and rng.random() < 0.3:
-        return sentence[4:]
-    if _ARTICLE_NOUNS.match(sentence) and rng.random() < 0.5:
-        return "The " + _lower_first(sentence)
-    return sentence
-
-
-def _reword_sentence(sentence: str, rng: random.Random) -> str:
-    s = sentence
-    for pattern, group in _SYNONYMS:
-
-        def repl(m: re.Match[str], group: tuple[str, ...] = group) -> str:
-            others = [g for g in group if g != m.group(0).lower()]
-            if rng.random() < 0.25:  # some phrasings stay, so seeds differ
-                return m.group(0)
-            return _match_case(rng.choice(others), m.group(0), m.start() == 0)
-
-        s = pattern.sub(repl, s)
-    return _tidy(_recast(s, rng))
-
-
-def reword_sections(
-    findings: list[str], impression: list[str], rng: random.Random
-) -> tuple[list[str], list[str]]:
-    """Both sections reworded (synonyms, other sentence frames) and the findings reordered."""
-    f = [_reword_sentence(s, rng) for s in findings]
-    i = [_reword_sentence(s, rng) for s in impression]
-    return (_shuffled(f, rng) if rng.random() < 0.7 else f), i
 
 
 def style_restyled(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
@@ -438,29 +337,45 @@ def make_rule_variants_batch(
     sources = {s.study_id: source_text(s) for s in studies}
     to_label = list(dict.fromkeys([*sources.values(), *(t for _, _, t, r in rendered if not r)]))
     labels = dict(zip(to_label, labeler.pipe(to_label), strict=True))
+    version = rules_version()
     out = []
     for study, style, text, reason in rendered:
         if reason:
-            out.append(_record(study, style, "", False, reason))
+            out.append(rule_record(study.study_id, style, "", False, reason, version))
             continue
         src = sources[study.study_id]
         if text == src:
-            out.append(_record(study, style, text, False, f"{NOT_APPLICABLE}: identical to the source"))
+            why = f"{NOT_APPLICABLE}: identical to the source"
+            out.append(rule_record(study.study_id, style, text, False, why, version))
             continue
         ok, why = check_equivalent(labels[src], labels[text], style, attributes)
-        out.append(_record(study, style, text, ok, why))
+        out.append(rule_record(study.study_id, style, text, ok, why, version))
     return out
 
 
-def _record(study: Study, style: str, text: str, accepted: bool, reason: str) -> VariantRecord:
+def rule_record(
+    study_id: str,
+    style: str,
+    text: str,
+    accepted: bool,
+    reason: str,
+    version: str,
+    error_type: str | None = None,
+    target: str = "",
+) -> VariantRecord:
+    """A rule-made record: an equivalent style, or with ``error_type`` a single-error variant.
+
+    ``version`` is :func:`rules_version`, read once per batch by the caller.
+    """
     return VariantRecord(
-        study_id=study.study_id,
+        study_id=study_id,
         style=style,
-        kind="equivalent",
-        error_type=None,
+        kind="equivalent" if error_type is None else "error",
+        error_type=error_type,
         generator=RULES_GENERATOR,
-        prompt_version=rules_version(),
+        prompt_version=version,
         text=text,
         accepted=accepted,
         reject_reason="" if accepted else reason,
+        target=target,
     )
