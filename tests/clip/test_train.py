@@ -275,3 +275,25 @@ def test_bf16_autocast_runs_the_clip_step_on_cpu(
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if r["stage"] == "clip"]
     assert len(steps) == 2 and all(r["precision"] == "bf16" and np.isfinite(r["loss"]) for r in steps)
+
+
+def test_the_run_bounds_cpu_memory_before_it_builds_the_model(
+    manifest: Path, tiny_text_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from lexray.clip.model import DualEncoder
+    from lexray.training.memory import KERNEL_CACHE_CAPACITY
+
+    for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
+        monkeypatch.delenv(name, raising=False)
+    seen: list[tuple[str | None, str | None]] = []
+    original = DualEncoder.from_config.__func__
+
+    def recording(cls, *args, **kwargs):
+        seen.append((os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY"), os.environ.get("LRU_CACHE_CAPACITY")))
+        return original(cls, *args, **kwargs)
+
+    monkeypatch.setattr(DualEncoder, "from_config", classmethod(recording))
+    train(tiny_run(manifest, tiny_text_dir, tmp_path / "run", "lora", max_steps=1, eval_every=0))
+    assert seen and seen[0] == (str(KERNEL_CACHE_CAPACITY), str(KERNEL_CACHE_CAPACITY))

@@ -65,6 +65,7 @@ from lexray.training import (
     save_checkpoint,
 )
 from lexray.training.distributed import require_single_backward
+from lexray.training.memory import configure_cpu_memory
 from lexray.training.optim import layer_decay_lr
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,9 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
 
+    # Before the first multiplication: varying batch shapes otherwise grow oneDNN's kernel caches and
+    # fragment the heap over a CPU run (lexray.training.memory).
+    configure_cpu_memory()
     if config.threads:
         torch.set_num_threads(config.threads)
     run_dir = Path(config.output_dir)
@@ -277,7 +281,8 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
         return images.load(pair.images[image])
 
     def validate() -> dict[str, float]:
-        imgs, txts = embed_pairs(raw, val_pairs, load_pixels, val_texts, config.eval_batch_size)
+        # Each process embeds its share; all of them score the whole set, so the best step agrees.
+        imgs, txts = embed_pairs(raw, val_pairs, load_pixels, val_texts, config.eval_batch_size, rank, world)
         groups = [p.group for p in val_pairs] if all(p.group for p in val_pairs) else None
         return {f"val/{k}": v for k, v in retrieval_metrics(imgs, txts, groups, config.eval_ks).items()}
 
@@ -343,7 +348,8 @@ def train(config: ClipTrainConfig, stop_at_step: int | None = None) -> Path:
             metrics = validate()
             metrics_log.write("val", state.step, **metrics)
             score = metrics.get(f"val/{config.select_on}/rsum", metrics["val/exact/rsum"])
-            log.info("step %d: validation %s rsum %.1f", state.step, config.select_on, score)
+            if main:
+                log.info("step %d: validation %s rsum %.1f", state.step, config.select_on, score)
             if score > state.best_score:
                 state.best_score, state.best_step = score, state.step
                 if main:

@@ -15,6 +15,7 @@ import torch
 from lexray.clip.data import Pair
 from lexray.clip.model import DualEncoder
 from lexray.ranking import retrieval_ranks, summarize_ranks
+from lexray.training.sharded import ShardedEmbedder
 
 DIRECTIONS = ("i2t", "t2i")
 
@@ -56,6 +57,26 @@ def retrieval_metrics(
     return out
 
 
+class _PairEmbedder:
+    """The embedding protocol over validation pairs: an "image" is a pair, embedded by its first image."""
+
+    def __init__(self, model: DualEncoder, load_pixels: Callable[[Pair], torch.Tensor]) -> None:
+        self.model, self.load_pixels = model, load_pixels
+
+    def embed_images(self, pairs: Sequence[Pair], batch_size: int) -> np.ndarray:
+        """(len(pairs), E) image embeddings of each pair's first image."""
+        out = np.zeros((len(pairs), self.model.embed_dim), dtype=np.float32)
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            pixels = torch.stack([self.load_pixels(p) for p in chunk])  # (b, C, S, S)
+            out[start : start + len(chunk)] = self.model.encode_image(pixels).float().cpu().numpy()
+        return out
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """(len(texts), E) report embeddings."""
+        return self.model.embed_texts(list(texts), batch_size=batch_size)
+
+
 @torch.no_grad()
 def embed_pairs(
     model: DualEncoder,
@@ -63,8 +84,14 @@ def embed_pairs(
     load_pixels: Callable[[Pair], torch.Tensor],
     texts: Sequence[str],
     batch_size: int = 64,
+    rank: int = 0,
+    world: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed each pair's first image and its text: ((N, E), (N, E)) float32, L2-normalised.
+
+    With ``world > 1`` every process of the launch must call it with the same pairs: each embeds a
+    rank-strided share (:class:`lexray.training.ShardedEmbedder`) and all get every row back in order,
+    so the metrics equal a one-process validation's.
 
     Args:
         model: the (unwrapped) dual encoder.
@@ -72,15 +99,14 @@ def embed_pairs(
         load_pixels: pair -> preprocessed image tensor (C, S, S).
         texts: the report text of each pair.
         batch_size: images per forward pass.
+        rank: this process's index in the launch.
+        world: processes of the launch sharing the work.
     """
     was_training = model.training
     model.eval()
-    images = np.zeros((len(pairs), model.embed_dim), dtype=np.float32)
-    for start in range(0, len(pairs), batch_size):
-        chunk = pairs[start : start + batch_size]
-        pixels = torch.stack([load_pixels(p) for p in chunk])  # (b, C, S, S)
-        images[start : start + len(chunk)] = model.encode_image(pixels).float().cpu().numpy()
-    text = model.embed_texts(list(texts), batch_size=batch_size)
+    embedder = ShardedEmbedder(_PairEmbedder(model, load_pixels), rank, world)
+    images = embedder.embed_images(pairs, batch_size)
+    text = embedder.embed_texts(texts, batch_size)
     model.train(was_training)
     return images, text
 
