@@ -20,6 +20,14 @@ WORDS: tuple[str, ...] = tuple(
     ).split()
 )
 
+# The size both tiny models share: 2 layers of width 32, 4 attention heads.
+TINY_SIZE: dict[str, int] = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+}
+
 
 def tiny_tokenizer(kind: str = "llama", words: Sequence[str] = WORDS) -> Any:
     """A word-level fast tokenizer: ``kind`` "llama" (BOS prefix, no mask token) or "bert" ([CLS] .. [SEP])."""
@@ -66,17 +74,12 @@ def build_tiny_llama(
             default a word-level tokenizer over ``words``.
         max_positions: longest sequence the model accepts.
     """
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
     tokenizer = tokenizer if tokenizer is not None else tiny_tokenizer("llama", words)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
+        **TINY_SIZE,
         num_key_value_heads=2,
         max_position_embeddings=max_positions,
         tie_word_embeddings=tie,
@@ -84,26 +87,23 @@ def build_tiny_llama(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    LlamaForCausalLM(config).save_pretrained(directory, safe_serialization=True)
-    tokenizer.save_pretrained(directory)
-    return Path(directory)
+    return _save_random(LlamaForCausalLM, config, tokenizer, directory)
 
 
 def build_tiny_bert(directory: str | Path, words: Sequence[str] = WORDS) -> Path:
     """Save a 2-layer random BERT (hidden 32) and its tokenizer into ``directory``."""
-    import torch
     from transformers import BertConfig, BertModel
 
-    torch.manual_seed(0)
     tokenizer = tiny_tokenizer("bert", words)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(directory, safe_serialization=True)
+    config = BertConfig(vocab_size=len(tokenizer), **TINY_SIZE, max_position_embeddings=128)
+    return _save_random(BertModel, config, tokenizer, directory)
+
+
+def _save_random(model_class: Any, config: Any, tokenizer: Any, directory: str | Path) -> Path:
+    """Initialise ``model_class(config)`` from seed 0 and save it with its tokenizer into ``directory``."""
+    import torch
+
+    torch.manual_seed(0)
+    model_class(config).save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
     return Path(directory)

@@ -11,6 +11,10 @@ from lexray.cli._args import CommandError, check_output_file
 
 app = typer.Typer(help="Embeddings from a trained dual encoder (images, texts).", no_args_is_help=True)
 
+# The options both commands share.
+_MODEL = typer.Option(..., "--model", "-m", help="A dual-encoder directory or a `lexray clip train` run.")
+_SPLIT = typer.Option(None, help="Only this split (default: all).")
+
 
 def _load(model: Path, manifest: Path, split: str | None):  # noqa: ANN202 - (model, studies, writes)
     from lexray.clip.model import DualEncoder
@@ -36,12 +40,10 @@ def _save(out: Path, embeddings: np.ndarray, ids: list[str], extra: dict[str, li
 
 @app.command("images")
 def images_cmd(
-    model: Path = typer.Option(
-        ..., "--model", "-m", help="A dual-encoder directory or a `lexray clip train` run."
-    ),
+    model: Path = _MODEL,
     manifest: Path = typer.Option(..., "--manifest", help="Manifest whose images to embed."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .npz (embeddings, study_id, path)."),
-    split: str | None = typer.Option(None, help="Only this split (default: all)."),
+    split: str | None = _SPLIT,
     image_root: Path | None = typer.Option(
         None, help="Folder relative image paths are under (default: the manifest's)."
     ),
@@ -71,12 +73,10 @@ def images_cmd(
 
 @app.command("texts")
 def texts_cmd(
-    model: Path = typer.Option(
-        ..., "--model", "-m", help="A dual-encoder directory or a `lexray clip train` run."
-    ),
+    model: Path = _MODEL,
     manifest: Path = typer.Option(..., "--manifest", help="Manifest whose reports to embed."),
     out: Path = typer.Option(..., "--out", "-o", help="Output .npz (embeddings, study_id)."),
-    split: str | None = typer.Option(None, help="Only this split (default: all)."),
+    split: str | None = _SPLIT,
     batch_size: int = typer.Option(32, min=1, help="Reports per forward pass."),
 ) -> None:
     """Embed each study's findings + impression; studies without report text are skipped."""

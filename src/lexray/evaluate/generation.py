@@ -14,10 +14,12 @@ metric is reported as unavailable with the reason, and the run goes on.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -223,18 +225,30 @@ def chexpert_f1(
     }
 
 
+def _report_metric_package(module: str, metric: str, package: str, also: str = "") -> ModuleType:
+    """The optional package behind a report metric, or MetricUnavailable naming the install line.
+
+    Args:
+        module: the package's import name.
+        metric: the metric as the message names it.
+        package: the PyPI name the ``report-metrics`` extra installs.
+        also: what else the metric needs, appended to the message.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MetricUnavailable(
+            f"{metric} needs `pip install 'lexray[report-metrics]'` ({package}){also}"
+        ) from exc
+
+
 def bertscore(hypotheses: Sequence[str], references: Sequence[str], model: str) -> dict[str, float]:
     """BERTScore F1 (mean) with the ``bert-score`` package.
 
     Raises:
         MetricUnavailable: package not installed or the model's weights cannot be loaded (offline).
     """
-    try:
-        import bert_score
-    except ImportError as exc:
-        raise MetricUnavailable(
-            "BERTScore needs `pip install 'lexray[report-metrics]'` (bert-score)"
-        ) from exc
+    bert_score = _report_metric_package("bert_score", "BERTScore", "bert-score")
     try:
         _, _, f1 = bert_score.score(list(hypotheses), list(references), model_type=model, verbose=False)
     except (OSError, ValueError, KeyError) as exc:
@@ -248,14 +262,11 @@ def radgraph_f1(hypotheses: Sequence[str], references: Sequence[str]) -> dict[st
     Raises:
         MetricUnavailable: package not installed or its weights cannot be downloaded.
     """
+    radgraph = _report_metric_package(
+        "radgraph", "RadGraph F1", "radgraph", " and its weights (network on first use)"
+    )
     try:
-        from radgraph import F1RadGraph
-    except ImportError as exc:
-        raise MetricUnavailable(
-            "RadGraph F1 needs `pip install 'lexray[report-metrics]'` (radgraph) and its weights (network on first use)"
-        ) from exc
-    try:
-        scorer = F1RadGraph(reward_level="partial")
+        scorer = radgraph.F1RadGraph(reward_level="partial")
         result = scorer(hyps=list(hypotheses), refs=list(references))
     except (OSError, ValueError, RuntimeError) as exc:
         raise MetricUnavailable(f"RadGraph weights could not be loaded (offline?): {exc}") from exc
@@ -268,15 +279,14 @@ def green_model_scores(hypotheses: Sequence[str], references: Sequence[str], mod
     Raises:
         MetricUnavailable: package not installed or the model cannot be loaded.
     """
+    green_score = _report_metric_package(
+        "green_score",
+        "GREEN with the GREEN model",
+        "green-score",
+        "; or use green=judge with any OpenAI-compatible endpoint",
+    )
     try:
-        from green_score import GREEN
-    except ImportError as exc:
-        raise MetricUnavailable(
-            "GREEN with the GREEN model needs `pip install 'lexray[report-metrics]'` (green-score); or use "
-            "green=judge with any OpenAI-compatible endpoint"
-        ) from exc
-    try:
-        scorer = GREEN(model, output_dir=".")
+        scorer = green_score.GREEN(model, output_dir=".")
         mean, _, scores, _, _ = scorer(list(references), list(hypotheses))
     except (OSError, ValueError, RuntimeError) as exc:
         raise MetricUnavailable(f"GREEN model {model!r} could not be loaded (offline?): {exc}") from exc

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from importlib import resources
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, Form, HTTPException, Request, UploadFile
@@ -220,14 +220,16 @@ def create_app(searcher: Searcher, config: ServeConfig = ServeConfig(), token: s
             auth=bool(token),
         )
 
-    @app.post(
-        "/v1/search/image",
-        response_model=SearchResponse,
-        responses=_ERRORS,
-        dependencies=auth,
-        tags=["search"],
-        max_body_size=body_limit,
-    )
+    # Both searches answer alike: one response model, the same error bodies, token and body limit.
+    search_route: dict[str, Any] = {
+        "response_model": SearchResponse,
+        "responses": _ERRORS,
+        "dependencies": auth,
+        "tags": ["search"],
+        "max_body_size": body_limit,
+    }
+
+    @app.post("/v1/search/image", **search_route)
     def search_image(
         file: Annotated[UploadFile, File(description="a PNG, JPEG or DICOM radiograph")],
         k: Annotated[int, Form(description="number of results")] = config.default_k,
@@ -249,14 +251,7 @@ def create_app(searcher: Searcher, config: ServeConfig = ServeConfig(), token: s
         h, w = decoded.pixels.shape
         return respond(QueryInfo(kind="image", target=target, k=k, width=w, height=h), result, t0)
 
-    @app.post(
-        "/v1/search/text",
-        response_model=SearchResponse,
-        responses=_ERRORS,
-        dependencies=auth,
-        tags=["search"],
-        max_body_size=body_limit,
-    )
+    @app.post("/v1/search/text", **search_route)
     def search_text(body: TextSearchRequest) -> SearchResponse:
         """Find the films (or reports) that best match a description."""
         t0 = time.perf_counter()

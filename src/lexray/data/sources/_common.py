@@ -90,19 +90,9 @@ class ImageChecker:
         return out
 
 
-ROW_COLUMNS = (
-    "record",
-    "study",
-    "patient",
-    "split",
-    "image",
-    "view",
-    "findings",
-    "impression",
-    "indication",
-    "comparison",
-    "report",
-)
+# The report-text columns of a row; a source whose own columns carry these names maps them one to one.
+TEXT_COLUMNS = ("findings", "impression", "indication", "comparison", "report")
+ROW_COLUMNS = ("record", "study", "patient", "split", "image", "view", *TEXT_COLUMNS)
 
 
 def studies_from_rows(

@@ -53,7 +53,7 @@ from typing import Literal
 import pandas as pd
 
 from lexray.data.sources import SourceError, SourceResult
-from lexray.data.sources._common import require_columns, studies_from_rows
+from lexray.data.sources._common import TEXT_COLUMNS, require_columns, studies_from_rows
 from lexray.data.sources._tables import read_table_file
 from lexray.data.splits import SPLIT_ALIASES, patient_splits
 from lexray.data.study import Reject
@@ -84,18 +84,8 @@ class HospitalConfig:
     test_fraction: float = 0.2  # "test" share of the hash split
 
 
-_ROLES = (
-    "study_id",
-    "patient_id",
-    "split",
-    "image_path",
-    "view",
-    "findings",
-    "impression",
-    "indication",
-    "comparison",
-    "report",
-)
+# HospitalConfig's column fields; the report-text ones are named as the row columns they fill.
+_ROLES = ("study_id", "patient_id", "split", "image_path", "view", *TEXT_COLUMNS)
 
 
 def load_hospital(config: HospitalConfig) -> SourceResult:
@@ -154,11 +144,7 @@ def load_hospital(config: HospitalConfig) -> SourceResult:
             "split": split,
             "image": images,
             "view": col("view")[keep].str.strip(),
-            "findings": col("findings")[keep],
-            "impression": col("impression")[keep],
-            "indication": col("indication")[keep],
-            "comparison": col("comparison")[keep],
-            "report": col("report")[keep],
+            **{name: col(name)[keep] for name in TEXT_COLUMNS},
         }
     ).explode("image")
     rows["image"] = rows["image"].fillna("").astype(str).str.strip()
