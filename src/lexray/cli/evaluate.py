@@ -13,6 +13,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 from rich.markdown import Markdown
+from typer.core import TyperGroup
 
 from lexray.cli._args import CommandError, check_output_dir, check_output_file, not_utf8
 from lexray.config import load_config
@@ -96,8 +97,7 @@ def _run(
     console.print(f"wrote {out}/metrics.json, metrics.md and plots in {metrics['seconds']} s")
 
 
-@app.callback()
-def _default(
+def run(
     ctx: typer.Context,
     model: Path | None = _MODEL,
     manifest: Path | None = _MANIFEST,
@@ -109,29 +109,19 @@ def _default(
     image_root: Path | None = _IMAGE_ROOT,
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """Without a sub-command, run an evaluation (same options as `run`)."""
-    if ctx.invoked_subcommand is not None:
+    """Evaluate a CLIP run on a manifest split; writes metrics.json, metrics.md, PNG plots and config.yaml."""
+    if ctx.invoked_subcommand is not None:  # the group's turn before another sub-command
         return
-    if model is None and manifest is None and out is None:
+    # Bare `lexray evaluate` asks for help; bare `lexray evaluate run` is told what is missing.
+    if isinstance(ctx.command, TyperGroup) and model is None and manifest is None and out is None:
         typer.echo(ctx.get_help())
         raise typer.Exit(0)
     _run(model, manifest, split, corpus, out, config, overrides, image_root, progress)
 
 
-@app.command("run")
-def run(
-    model: Path | None = _MODEL,
-    manifest: Path | None = _MANIFEST,
-    split: str | None = _SPLIT,
-    corpus: Path | None = _CORPUS,
-    out: Path | None = _OUT,
-    config: Path | None = _CONFIG,
-    overrides: list[str] = _SET,
-    image_root: Path | None = _IMAGE_ROOT,
-    progress: bool = typer.Option(True, help="Show progress bars."),
-) -> None:
-    """Evaluate a CLIP run on a manifest split; writes metrics.json, metrics.md, PNG plots and config.yaml."""
-    _run(model, manifest, split, corpus, out, config, overrides, image_root, progress)
+# One set of options: `lexray evaluate --model RUN ...` (the group without a sub-command) is `run`.
+app.callback()(run)
+app.command("run")(run)
 
 
 @app.command("compare")
