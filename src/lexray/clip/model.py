@@ -328,12 +328,21 @@ class DualEncoder(nn.Module):
         return {n: p for n, p in self.named_parameters() if p.requires_grad}
 
 
+def find_model_dir(path: Path) -> Path | None:
+    """The saved dual-encoder directory at ``path``: itself, or its run's model; None when neither.
+
+    The one rule for where a training run keeps its loadable model (``RUN_MODEL_DIRS``, in order).
+    """
+    for candidate in (path, *(path / name for name in RUN_MODEL_DIRS)):
+        if (candidate / MARKER_FILE).is_file():
+            return candidate
+    return None
+
+
 def _model_dir(path: Path) -> Path:
-    if (path / MARKER_FILE).is_file():
-        return path
-    for name in RUN_MODEL_DIRS:
-        if (path / name / MARKER_FILE).is_file():
-            return path / name
+    found = find_model_dir(path)
+    if found is not None:
+        return found
     raise FileNotFoundError(
         f"{path} holds no saved dual encoder ({MARKER_FILE}, or a run's {'/'.join(RUN_MODEL_DIRS)}/): "
         "train one with `lexray clip train` or give the model directory"

@@ -88,14 +88,9 @@ def _model_dir(path: Path, model_class: str) -> Path:
     """
     if model_class != DEFAULT_MODEL_CLASS:
         return path
-    from lexray.clip.model import MARKER_FILE, RUN_MODEL_DIRS
+    from lexray.clip.model import find_model_dir
 
-    if (path / MARKER_FILE).is_file():
-        return path
-    for name in RUN_MODEL_DIRS:
-        if (path / name / MARKER_FILE).is_file():
-            return path / name
-    return path
+    return find_model_dir(path) or path  # not a saved model: from_pretrained will say what is missing
 
 
 def make_ref(path: str | Path, model_class: str = DEFAULT_MODEL_CLASS) -> ModelRef:
