@@ -78,6 +78,7 @@ def _weights_digest(out: Path) -> str:
 def child(mode: str, out: Path, overrides: list[str]) -> None:
     """One run in this process; writes ``<out>/memory.json``."""
     import lexray.text.train as text_train
+    import lexray.text.train.loops as text_loops
     from lexray.config import load_config
     from lexray.text.config import TextTrainConfig
 
@@ -85,7 +86,7 @@ def child(mode: str, out: Path, overrides: list[str]) -> None:
         text_train.configure_cpu_memory = lambda *a, **k: {}
         text_train.release_free_memory = lambda: False
     steps: list[dict[str, Any]] = []
-    step_fn = text_train.optimizer_step
+    step_fn = text_loops.optimizer_step
     last = [time.perf_counter()]
 
     def timed_step(accelerator: Any, model: Any, *args: Any, **kwargs: Any) -> float:
@@ -95,7 +96,7 @@ def child(mode: str, out: Path, overrides: list[str]) -> None:
         last[0] = now
         return norm
 
-    text_train.optimizer_step = timed_step
+    text_loops.optimizer_step = timed_step  # the loops take their optimiser step from there
     config = load_config(TextTrainConfig, overrides[0], [*overrides[1:], f"output_dir={out}"])
     started = time.perf_counter()
     text_train.train(config)

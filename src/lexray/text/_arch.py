@@ -6,6 +6,8 @@ Adding a family is one row here; no code elsewhere branches on model names.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -56,3 +58,22 @@ def arch_spec(model_type: str) -> ArchSpec:
             f"model_type {model_type!r} is not supported by lexray.text; supported: "
             f"{', '.join(sorted(ARCHITECTURES))} (add a row to lexray.text._arch.ARCHITECTURES)"
         ) from None
+
+
+def truncate_config(model_config: Any, num_layers: int, directory: Path) -> None:
+    """Keep the first ``num_layers`` blocks of a transformers config (0 = all) before loading the weights.
+
+    Raises:
+        ValueError: more layers asked for than the model has, or a negative number.
+    """
+    total = model_config.num_hidden_layers
+    if num_layers < 0 or num_layers > total:
+        raise ValueError(
+            f"num_layers={num_layers}: {directory} has {total} layers (use 1..{total}, or 0 for all)"
+        )
+    if num_layers in (0, total):
+        return
+    model_config.num_hidden_layers = num_layers
+    # Per-layer lists (attention kinds of hybrid-attention models) must match the new depth.
+    if isinstance(getattr(model_config, "layer_types", None), list):
+        model_config.layer_types = model_config.layer_types[:num_layers]

@@ -65,15 +65,22 @@ class TextEncoderConfig:
 
 
 @dataclass(frozen=True)
-class MNTPConfig:
-    """Stage 1: masked next-token prediction over the train reports (LLM2Vec)."""
+class StageConfig:
+    """What every training stage sets alike: whether it runs, its length and its AdamW schedule."""
 
     enabled: bool = True  # run this stage
     steps: int = 100  # optimizer steps
-    batch_size: int = 8  # reports per step (per process)
+    batch_size: int = 16  # examples per step (per process)
     lr: float = 1e-4  # peak learning rate (AdamW, linear warmup then linear decay)
     warmup_steps: int = 10  # linear warmup steps
     weight_decay: float = 0.0  # AdamW weight decay
+
+
+@dataclass(frozen=True)
+class MNTPConfig(StageConfig):
+    """Stage 1: masked next-token prediction over the train reports (LLM2Vec)."""
+
+    batch_size: int = 8  # reports per step (per process)
     mask_prob: float = 0.2  # fraction of report tokens masked (published: 20%)
     grad_clip: float = 1.0  # max global gradient norm (0 = off)
     lora: LoraSettings = field(
@@ -82,15 +89,10 @@ class MNTPConfig:
 
 
 @dataclass(frozen=True)
-class ContrastiveConfig:
+class ContrastiveConfig(StageConfig):
     """Stage 2: supervised contrastive learning on report variants (InfoNCE)."""
 
-    enabled: bool = True  # run this stage
-    steps: int = 100  # optimizer steps
     batch_size: int = 16  # anchors per step (per process)
-    lr: float = 1e-4  # peak learning rate (AdamW, linear warmup then linear decay)
-    warmup_steps: int = 10  # linear warmup steps
-    weight_decay: float = 0.0  # AdamW weight decay
     scale: float = 50.0  # cosine similarity multiplier (= 1 / temperature; published 50)
     symmetric: bool = False  # also score positives -> anchors
     hard_negatives: int = 1  # error variants per anchor added as hard negatives

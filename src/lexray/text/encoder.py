@@ -7,67 +7,38 @@ uses as-is. Position ids come from the padding mask, so left and right padding e
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import dataclasses
 import hashlib
-import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
-from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
 from lexray import models
-from lexray.config import load_config, to_dict
-from lexray.text._arch import ArchSpec, arch_spec
+from lexray.config import load_config
+from lexray.text._arch import ArchSpec, arch_spec, truncate_config
+from lexray.text._batches import plan_batches
+from lexray.text._saved import (
+    _plain,
+    _tensor_digest,
+    _weights_id,
+    fingerprint,
+    is_encoder_dir,
+    load_encoder,
+    save_encoder,
+)
+from lexray.text._tokens import collate, encode_ids
 from lexray.text.config import LoraSettings, TextEncoderConfig
 from lexray.text.pooling import build_pooling
 
 log = logging.getLogger(__name__)
 
-MARKER_FILE = "lexray_text.json"  # marks a saved lexray text-encoder directory
-ENCODER_CONFIG_FILE = "encoder.yaml"  # the resolved TextEncoderConfig of a saved encoder
-POOLING_FILE = "pooling.safetensors"
-ADAPTER_DIR = "adapter"
-MODEL_DIR = "model"
-FORMAT_VERSION = 1
-
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def is_encoder_dir(path: str | Path) -> bool:
-    """True when ``path`` is a directory written by :meth:`TextEncoder.save_pretrained`."""
-    return (Path(path) / MARKER_FILE).is_file()
-
-
-def _weights_id(directory: Path) -> str:
-    """Cheap, stable identity of the weight files in a model directory (names, sizes, head and tail bytes)."""
-    h = hashlib.sha256()
-    files = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
-    for p in files:
-        size = p.stat().st_size
-        h.update(f"{p.name}:{size}".encode())
-        with open(p, "rb") as f:
-            h.update(f.read(1 << 20))
-            f.seek(max(0, size - (1 << 20)))
-            h.update(f.read(1 << 20))
-    return h.hexdigest()
-
-
-def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].detach().to("cpu", torch.float32).contiguous()
-        h.update(name.encode())
-        h.update(t.numpy().tobytes())
-    return h.hexdigest()
 
 
 def bidirectional_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -78,46 +49,6 @@ def bidirectional_mask(attention_mask: torch.Tensor) -> torch.Tensor:
     """
     keys = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, T)
     return keys.expand(-1, 1, attention_mask.shape[1], -1)  # (B, 1, T, T)
-
-
-# What one extra forward costs, in padded tokens (kernel launches, Python, small-matrix inefficiency).
-# It keeps plan_batches from cutting a batch to save a few padding tokens; see BENCHMARKS.md for the sweep.
-BATCH_OVERHEAD_TOKENS = 16
-
-
-def plan_batches(
-    lengths: Sequence[int], max_batch: int, overhead: int = BATCH_OVERHEAD_TOKENS
-) -> list[list[int]]:
-    """Split texts into batches of similar token length with the least padded work.
-
-    Sorts by length (longest first) and cuts the sorted order where the total cost, padded tokens
-    (batch size x its longest text) plus ``overhead`` per batch, is smallest, with at most
-    ``max_batch`` texts per batch (dynamic programming over cut points). Fixed-size slices of the
-    sorted order waste much more: one truncated outlier pads its whole batch to ``max_length``.
-
-    Returns:
-        Index lists into ``lengths``, in the order to run them.
-    """
-    if max_batch < 1:
-        raise ValueError(f"max_batch must be >= 1, got {max_batch}")
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    longest = np.array([lengths[i] for i in order], dtype=np.int64)  # descending
-    n = len(order)
-    best = np.zeros(n + 1, dtype=np.int64)  # best[i]: cheapest cost of the first i sorted texts
-    cut = np.zeros(n + 1, dtype=np.int64)  # cut[i]: where the last batch of that plan starts
-    for end in range(1, n + 1):
-        starts = np.arange(max(0, end - max_batch), end)
-        # A batch [start, end) is padded to its first (longest) text.
-        costs = best[starts] + (end - starts) * longest[starts] + overhead
-        k = int(np.argmin(costs))
-        best[end], cut[end] = costs[k], starts[k]
-    batches = []
-    end = n
-    while end > 0:
-        start = int(cut[end])
-        batches.append(order[start:end])
-        end = start
-    return batches[::-1]
 
 
 def _position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -201,7 +132,7 @@ class TextEncoder(nn.Module):
         directory = model_dir if model_dir is not None else models.local_path(config.model)
         model_config = AutoConfig.from_pretrained(directory)
         spec = arch_spec(model_config.model_type)
-        _truncate_config(model_config, config.num_layers, directory)
+        truncate_config(model_config, config.num_layers, directory)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or directory)
         # With fewer layers in the config, only the kept blocks' weights are read from the files.
         backbone = AutoModel.from_pretrained(directory, config=model_config, dtype=_DTYPES[config.dtype])
@@ -212,36 +143,7 @@ class TextEncoder(nn.Module):
 
     @classmethod
     def _load_saved(cls, directory: Path, overrides: dict[str, Any]) -> TextEncoder:
-        meta = json.loads((directory / MARKER_FILE).read_text())
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"{directory}: unsupported encoder format {meta.get('format_version')!r}")
-        saved = yaml.safe_load((directory / ENCODER_CONFIG_FILE).read_text())
-        allowed = {"max_length", "padding_side", "dtype"}
-        bad = sorted(set(overrides) - allowed)
-        if bad:
-            raise ValueError(
-                f"{directory} is a trained encoder; {bad} cannot change (only {sorted(allowed)})"
-            )
-        saved.update(_plain(overrides))
-        # Adapters are restored from the saved files below, never re-initialised.
-        saved["lora"] = {**saved.get("lora", {}), "enabled": False}
-        config = load_config(TextEncoderConfig, base=saved)
-        weights = meta["weights"]
-        if weights == "merged":
-            encoder = cls.from_config(config, model_dir=directory / MODEL_DIR, tokenizer_dir=directory)
-            # The merged files carry the trained identity, so the fingerprint survives the round trip.
-            encoder._base_weights_id = meta["weights_id"]
-        else:
-            encoder = cls.from_config(config, tokenizer_dir=directory)
-            if weights == "adapter":
-                from peft import PeftModel
-
-                encoder.backbone = PeftModel.from_pretrained(encoder.backbone, directory / ADAPTER_DIR)
-                encoder.config = dataclasses.replace(encoder.config, lora=LoraSettings(**meta["lora"]))
-        if (directory / POOLING_FILE).is_file():
-            encoder.pooling.load_state_dict(load_file(directory / POOLING_FILE))
-        encoder.eval()
-        return encoder
+        return load_encoder(cls, directory, overrides)
 
     # ------------------------------------------------------------------------------------------
     # architecture surgery
@@ -346,98 +248,12 @@ class TextEncoder(nn.Module):
         """Whether an EOS follows every text: the config's choice, else the architecture table's."""
         return self.spec.append_eos if self.config.append_eos is None else self.config.append_eos
 
-    def _instruction_for(self, text: str) -> str:
-        """The instruction of one text: the first marker instruction whose key it contains, else the default."""
-        for marker, instruction in self.config.marker_instructions.items():
-            if marker in text:
-                return instruction
-        return self.config.instruction
-
-    def _separator_ids(self, texts: Sequence[str]) -> list[tuple[list[int], list[bool]]]:
-        """llm2vec's rule: pool the last n positions, n = the standalone token count of the pooled text.
-
-        A text holding ``config.separator`` is split there: the separator is deleted, the halves are
-        joined and the part after it is the pooled text. Otherwise the instruction (if any) and the
-        separator are put in front; with neither, the whole text is pooled (BOS excluded). The count
-        comes from a separate tokenisation, as in the published code, so a first word that tokenises
-        differently after the instruction moves the span by that difference. n = 0 (nothing after the
-        separator) pools the whole padded row, pads and BOS included (``h[i, -0:]`` in the published
-        code); an empty pool list marks that for :meth:`_collate`.
-        """
-        sep = self.config.separator
-        joined, pooled = [], []
-        for text in texts:
-            instruction = self._instruction_for(text)
-            full = text if sep in text or not instruction else instruction + sep + text
-            parts = full.split(sep)
-            joined.append("".join(parts))
-            pooled.append(parts[1] if len(parts) > 1 else full)
-        extra = 1 if self._append_eos else 0
-        kwargs = {"truncation": True, "max_length": self.config.max_length - extra}
-        enc = self.tokenizer(joined, add_special_tokens=True, **kwargs)["input_ids"]
-        counts = [len(ids) for ids in self.tokenizer(pooled, add_special_tokens=False, **kwargs)["input_ids"]]
-        out = []
-        for ids, n in zip(enc, counts, strict=True):
-            ids = list(ids)
-            n = min(n, len(ids))
-            pool = [i >= len(ids) - n for i in range(len(ids))] if n else []
-            if self._append_eos:
-                ids.append(self.tokenizer.eos_token_id)
-                pool = [*pool, True] if pool else []
-            out.append((ids, pool))
-        return out
-
     def _encode_ids(self, texts: Sequence[str]) -> list[tuple[list[int], list[bool]]]:
         """Token ids and pool flags per text: instruction and special tokens are never pooled."""
-        if self.config.separator:
-            return self._separator_ids(texts)
-        prefix = self.config.instruction
-        extra = 1 if self._append_eos else 0
-        enc = self.tokenizer(
-            [prefix + t for t in texts],
-            add_special_tokens=True,
-            truncation=True,
-            max_length=self.config.max_length - extra,
-            return_offsets_mapping=True,
-            return_special_tokens_mask=True,
-        )
-        out = []
-        for ids, offsets, special in zip(
-            enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"], strict=True
-        ):
-            # A token belongs to the report when its span ends after the instruction; a token straddling
-            # the boundary carries report characters and is pooled.
-            pool = [
-                (s and self.config.pool_special_tokens) or (not s and end > len(prefix))
-                for (_, end), s in zip(offsets, special, strict=True)
-            ]
-            ids = list(ids)
-            if self._append_eos:
-                ids.append(self.tokenizer.eos_token_id)
-                pool.append(True)
-            if not any(pool):  # empty text: pool everything rather than divide by zero
-                pool = [True] * len(ids)
-            out.append((ids, pool))
-        return out
+        return encode_ids(self.tokenizer, self.config, self._append_eos, texts)
 
     def _collate(self, items: Sequence[tuple[list[int], list[bool]]]) -> dict[str, torch.Tensor]:
-        pad_id = self.tokenizer.pad_token_id
-        if pad_id is None:
-            pad_id = self.tokenizer.eos_token_id or 0
-        length = max(len(ids) for ids, _ in items)
-        input_ids = torch.full((len(items), length), pad_id, dtype=torch.long)
-        attention = torch.zeros((len(items), length), dtype=torch.long)
-        pool_mask = torch.zeros((len(items), length), dtype=torch.bool)
-        for row, (ids, pool) in enumerate(items):
-            n = len(ids)
-            sl = slice(length - n, length) if self.config.padding_side == "left" else slice(0, n)
-            input_ids[row, sl] = torch.tensor(ids, dtype=torch.long)
-            attention[row, sl] = 1
-            if pool:
-                pool_mask[row, sl] = torch.tensor(pool, dtype=torch.bool)
-            else:  # the separator rule's n = 0: the whole padded row (see _separator_ids)
-                pool_mask[row] = True
-        return {"input_ids": input_ids, "attention_mask": attention, "pool_mask": pool_mask}
+        return collate(self.tokenizer, self.config.padding_side, items)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenise a batch: ``input_ids``, ``attention_mask`` (B, T) and ``pool_mask`` (B, T, bool).
@@ -532,42 +348,8 @@ class TextEncoder(nn.Module):
         Equal for the same encoder loaded twice; different after any trained weight changes. Used as
         an embedding-cache key.
         """
-        ident = {
-            "weights": self._weights_identity(),
-            "pooling_weights": _tensor_digest(self.pooling.state_dict()),
-            "pooling": self.config.pooling,
-            "latent": _latent_ident(self.config) if self.config.pooling == "latent" else None,
-            "instruction": self.config.instruction,
-            "max_length": self.config.max_length,
-            "bidirectional": self.config.bidirectional,
-            "dtype": self.config.dtype,
-            "layers": int(self._model_config.num_hidden_layers),
-            "final_norm": self.config.final_norm,
-        }
-        # Settings added later enter only when set, so older encoders keep their fingerprints.
-        defaults = TextEncoderConfig()
-        for name in ("separator", "marker_instructions", "append_eos", "position_ids", "pool_special_tokens"):
-            if getattr(self.config, name) != getattr(defaults, name):
-                ident[name] = getattr(self.config, name)
-        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
-
-    @contextlib.contextmanager
-    def _final_norm_restored(self, backbone: nn.Module) -> Iterator[None]:
-        """Put a dropped final norm back into ``backbone`` while it is saved.
-
-        The saved ``model/`` is then a complete transformers directory: it loads without missing keys,
-        and as the base of a new run it has the trained norm gains (for MNTP or ``final_norm: true``).
-        """
-        if not self._dropped_norm:
-            yield
-            return
-        attr = self.spec.final_norm_attr
-        kept = getattr(backbone, attr)
-        setattr(backbone, attr, self._dropped_norm[0])
-        try:
-            yield
-        finally:
-            setattr(backbone, attr, kept)
+        layers = int(self._model_config.num_hidden_layers)
+        return fingerprint(self.config, self._weights_identity(), self.pooling.state_dict(), layers)
 
     def save_pretrained(self, directory: str | Path, merge: bool | None = None) -> Path:
         """Write a self-describing encoder directory (safetensors only).
@@ -581,72 +363,4 @@ class TextEncoder(nn.Module):
             merge: store full merged weights instead of the adapter; default: adapter when the encoder
                 has LoRA and its backbone was never merged or fully tuned, else full weights.
         """
-        out = Path(directory)
-        out.mkdir(parents=True, exist_ok=True)
-        if merge is None:
-            merge = self._merged or self._full_tuned
-        lora_meta = None
-        if merge:
-            backbone = copy.deepcopy(self.backbone).merge_and_unload() if self.has_lora else self.backbone
-            with self._final_norm_restored(backbone):
-                backbone.save_pretrained(out / MODEL_DIR, safe_serialization=True)
-            # model/ is then a complete transformers directory (usable as a base model of a new run).
-            self.tokenizer.save_pretrained(out / MODEL_DIR)
-            weights = "merged"
-        elif self.has_lora:
-            self.backbone.save_pretrained(out / ADAPTER_DIR, safe_serialization=True)
-            weights = "adapter"
-            lora_meta = to_dict(self.config.lora)
-        else:
-            weights = "base"
-        self.tokenizer.save_pretrained(out)
-        pool_state = self.pooling.state_dict()
-        if pool_state:
-            save_file({k: v.detach().cpu().contiguous() for k, v in pool_state.items()}, out / POOLING_FILE)
-        config = dataclasses.replace(self.config, lora=dataclasses.replace(self.config.lora, enabled=False))
-        (out / ENCODER_CONFIG_FILE).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
-        meta = {
-            "format": "lexray-text-encoder",
-            "format_version": FORMAT_VERSION,
-            "weights": weights,
-            "base_model": self.config.model,
-            "model_type": self._model_config.model_type,
-            "dim": self.dim,
-            "lora": lora_meta,
-            "weights_id": self._weights_identity(),
-            "fingerprint": self.fingerprint,
-        }
-        (out / MARKER_FILE).write_text(json.dumps(meta, indent=1))
-        return out
-
-
-def _truncate_config(model_config: Any, num_layers: int, directory: Path) -> None:
-    """Keep the first ``num_layers`` blocks of a transformers config (0 = all) before loading the weights.
-
-    Raises:
-        ValueError: more layers asked for than the model has, or a negative number.
-    """
-    total = model_config.num_hidden_layers
-    if num_layers < 0 or num_layers > total:
-        raise ValueError(
-            f"num_layers={num_layers}: {directory} has {total} layers (use 1..{total}, or 0 for all)"
-        )
-    if num_layers in (0, total):
-        return
-    model_config.num_hidden_layers = num_layers
-    # Per-layer lists (attention kinds of hybrid-attention models) must match the new depth.
-    if isinstance(getattr(model_config, "layer_types", None), list):
-        model_config.layer_types = model_config.layer_types[:num_layers]
-
-
-def _latent_ident(config: TextEncoderConfig) -> dict[str, Any]:
-    """The latent pooler's settings for the fingerprint; ``residual`` only when off (older saves lack it)."""
-    latent = to_dict(config.latent)
-    if latent.get("residual", True):
-        latent.pop("residual", None)
-    return latent
-
-
-def _plain(overrides: dict[str, Any]) -> dict[str, Any]:
-    """Config overrides as plain data (dataclass values become dicts)."""
-    return {k: to_dict(v) for k, v in overrides.items()}
+        return save_encoder(self, directory, merge)

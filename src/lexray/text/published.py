@@ -178,8 +178,9 @@ def load_published(name: str, **overrides: Any) -> Any:
         **overrides: ``TextEncoderConfig`` fields that replace the row's (e.g. ``pooling="mean"``).
     """
     from lexray.config import load_config
+    from lexray.text._saved import _plain
     from lexray.text.config import TextEncoderConfig
-    from lexray.text.encoder import TextEncoder, _plain
+    from lexray.text.encoder import TextEncoder
 
     # A published model's attention is part of the model: `--causal`-style overrides do not apply.
     overrides.pop("bidirectional", None)
@@ -368,8 +369,9 @@ def load_llm2vec4cxr(source: str | Path, pooling: str = "latent", dtype: str = "
 
     from lexray.config import load_config
     from lexray.text._arch import arch_spec
+    from lexray.text._saved import _weights_id
     from lexray.text.config import TextEncoderConfig
-    from lexray.text.encoder import TextEncoder, _weights_id
+    from lexray.text.encoder import TextEncoder
 
     directory = source_dir(source)
     if not (directory / "config.json").is_file():
