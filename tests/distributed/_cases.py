@@ -173,6 +173,34 @@ def sharded_embedder(rank: int | None = None, world: int | None = None) -> dict[
     return out
 
 
+def led_by_main(rank: int | None = None, world: int | None = None) -> dict[str, Any]:
+    """``ShardedEmbedder.lead``: who computed each of 5 tasks, and the error a task or the plan raised."""
+    from lexray.training import ShardedEmbedder
+
+    crew = ShardedEmbedder(FakeEmbedder(), rank, world)
+    out: dict[str, Any] = {
+        "result": crew.lead(lambda tasks: list(tasks(range(5))), lambda t: (t * t, crew.rank))
+    }
+
+    def task_fails(t: int) -> int:
+        if t == 3:  # with 2 processes, process 1's task of the second turn
+            raise ValueError(f"task {t} cannot run")
+        return t
+
+    def plan_fails(tasks: Any) -> None:
+        raise ValueError("no usable study")  # decided on the main process before any task
+
+    for name, plan, work in [
+        ("task_error", lambda tasks: list(tasks(range(5))), task_fails),
+        ("plan_error", plan_fails, task_fails),
+    ]:
+        try:
+            crew.lead(plan, work)
+        except ValueError as exc:
+            out[name] = str(exc)
+    return out
+
+
 def main(tiny_llama_dir: str, out: str) -> None:
     """Run every case as one of the launched processes; rank 0 saves the results."""
     import torch.distributed as dist
@@ -195,6 +223,9 @@ def main(tiny_llama_dir: str, out: str) -> None:
     shards: list[Any] = [None] * accelerator.num_processes
     dist.all_gather_object(shards, sampler_batches(accelerator.process_index, accelerator.num_processes))
     results["sampler"] = shards
+    shards = [None] * accelerator.num_processes
+    dist.all_gather_object(shards, led_by_main())
+    results["led"] = shards
     if accelerator.is_main_process:
         torch.save(results, Path(out) / "results.pt")
     accelerator.wait_for_everyone()

@@ -4,10 +4,6 @@ writes models that load and embed."""
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,27 +26,11 @@ REPORTS = [
 ]
 
 
-def _launch(args: list[str], timeout: int = 240) -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    # --multi_gpu selects Accelerate's torchrun launcher; without a GPU lexray's processes use gloo on CPU.
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
-    cmd += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    cmd += ["--main_process_ip", "127.0.0.1", "--main_process_port", str(port)]
-    proc = subprocess.run(
-        cmd + ["-m", "lexray.cli.main", *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
-    return proc.stdout
-
-
 def _records(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-def test_two_process_text_train_writes_an_encoder_that_loads_and_embeds(tiny_llama, tmp_path):
+def test_two_process_text_train_writes_an_encoder_that_loads_and_embeds(tiny_llama, tmp_path, launch):
     from lexray.text import TextEncoder
 
     studies = [
@@ -62,7 +42,7 @@ def test_two_process_text_train_writes_an_encoder_that_loads_and_embeds(tiny_lla
     sets = [f"encoder.model={tiny_llama}", f"data.manifest={tmp_path / 'm.parquet'}", "mntp.steps=2"]
     sets += ["contrastive.steps=2", "contrastive.chunk_size=3", "contrastive.hard_negatives=2"]
     args = ["text", "train", "-c", str(REPO / "configs/text/tiny-smoke.yaml"), "-o", str(out)]
-    _launch(args + [x for s in sets for x in ("--set", s)])
+    launch(args + [x for s in sets for x in ("--set", s)])
     steps = [r for r in _records(out) if r["stage"] in ("mntp", "contrastive")]
     assert [(r["stage"], r["step"]) for r in steps] == [
         ("mntp", 1),
@@ -76,7 +56,7 @@ def test_two_process_text_train_writes_an_encoder_that_loads_and_embeds(tiny_lla
 
 
 @pytest.mark.parametrize("mode", ["lora", "frozen"])
-def test_two_process_clip_train_writes_a_model_that_loads_and_embeds(tiny_llama, tmp_path, mode):
+def test_two_process_clip_train_writes_a_model_that_loads_and_embeds(tiny_llama, tmp_path, mode, launch):
     from lexray.clip import DualEncoder
 
     studies = []
@@ -120,7 +100,7 @@ def test_two_process_clip_train_writes_a_model_that_loads_and_embeds(tiny_llama,
         "optim": {"lr": 1e-3, "warmup_steps": 1},
     }
     (tmp_path / "clip.yaml").write_text(yaml.safe_dump(config))
-    _launch(["clip", "train", "-c", str(tmp_path / "clip.yaml")])
+    launch(["clip", "train", "-c", str(tmp_path / "clip.yaml")])
     steps = [r for r in _records(tmp_path / "run") if r["stage"] == "clip"]
     assert [r["step"] for r in steps] == [1, 2, 3]
     assert all(r["world_size"] == 2 and r["global_batch"] == 6 and np.isfinite(r["loss"]) for r in steps)
@@ -128,7 +108,7 @@ def test_two_process_clip_train_writes_a_model_that_loads_and_embeds(tiny_llama,
     assert model.embed_texts(["Large left pleural effusion."]).shape == (1, 16)
 
 
-def test_two_process_evaluate_and_embed_equal_one_process(tiny_llama, tmp_path):
+def test_two_process_evaluate_and_embed_equal_one_process(tiny_llama, tmp_path, launch):
     """`lexray evaluate` and `lexray embed` under `accelerate launch` shard the embedding work and write
     the same result as one process (the main process alone writes)."""
     from typer.testing import CliRunner
@@ -144,7 +124,11 @@ def test_two_process_evaluate_and_embed_equal_one_process(tiny_llama, tmp_path):
         save_phantom_png(tmp_path / "images" / f"{sid}.png", render_phantom(findings, sid, 32), sid, findings)
         studies.append(
             Study(
-                sid, sid, "phantom", "test" if i < 9 else "train", findings=f"{text} Study {i}.",
+                sid,
+                sid,
+                "phantom",
+                "test" if i < 9 else "train",
+                findings=f"{text} Study {i}.",
                 images=(Image(f"images/{sid}.png"),),
             )
         )
@@ -162,7 +146,7 @@ def test_two_process_evaluate_and_embed_equal_one_process(tiny_llama, tmp_path):
 
     one = CliRunner().invoke(app, ["evaluate", "run", *common, "--out", str(tmp_path / "eval-1")])
     assert one.exit_code == 0, one.output
-    printed = _launch(["evaluate", "run", *common, "--out", str(tmp_path / "eval-2")])
+    printed = launch(["evaluate", "run", *common, "--out", str(tmp_path / "eval-2")]).stdout
     assert printed.count("wrote ") == 1  # the main process alone writes and reports
     m1, m2 = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("eval-1", "eval-2"))
     for key in ("study/exact/image_to_text", "study/exact/text_to_image", "study/dedup/image_to_text"):
@@ -174,7 +158,7 @@ def test_two_process_evaluate_and_embed_equal_one_process(tiny_llama, tmp_path):
     for kind in ("images", "texts"):
         res = CliRunner().invoke(app, ["embed", kind, *embed, "--out", str(tmp_path / f"{kind}-1.npz")])
         assert res.exit_code == 0, res.output
-        printed = _launch(["embed", kind, *embed, "--out", str(tmp_path / f"{kind}-2.npz")])
+        printed = launch(["embed", kind, *embed, "--out", str(tmp_path / f"{kind}-2.npz")]).stdout
         assert printed.count(" embeddings of size ") == 1
         a, b = np.load(tmp_path / f"{kind}-1.npz"), np.load(tmp_path / f"{kind}-2.npz")
         assert list(a["study_id"]) == list(b["study_id"])  # one ordered result

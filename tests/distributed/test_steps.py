@@ -100,3 +100,12 @@ def test_sharded_embedder_equals_one_process_and_fails_everywhere_alike(two_proc
     assert one["error"] == "cannot read 'bad'"  # one process: the model's own error, unchanged
     # "bad" is item 1: process 1's share; both processes raise the same ValueError
     assert two_processes["embedder_errors"] == ["process 1: ValueError: cannot read 'bad'"] * 2
+
+
+def test_work_led_by_the_main_process_is_shared_and_fails_everywhere_alike(two_processes):
+    one = cases.led_by_main(0, 1)
+    assert one == {"result": [(t * t, 0) for t in range(5)], "task_error": "task 3 cannot run",
+                   "plan_error": "no usable study"}  # fmt: skip
+    # Two processes: the same results in task order, computed a task per process a turn at a time, and
+    # every process returns them (or raises the same error) whichever process computed or failed.
+    assert two_processes["led"] == [{**one, "result": [(t * t, t % 2) for t in range(5)]}] * 2

@@ -54,20 +54,27 @@ def build(
     overrides: list[str] = typer.Option([], "--set", help="Override a config field, e.g. faiss.kind=hnsw."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """Embed a manifest's images and reports and write an index (resumes an interrupted build)."""
+    """Embed a manifest's images and reports and write an index (resumes an interrupted build).
+
+    Under ``accelerate launch`` every process embeds a share of the chunks; the main one alone writes.
+    """
     from lexray.data.manifest import read_manifest
     from lexray.index import IndexConfig, build_index, load_model, make_ref
+    from lexray.training.sharded import shard_across_launch
 
     check_index_dir(out)
     try:
         cfg = load_config(IndexConfig, config, overrides)
         studies = read_manifest(manifest)
         ref = make_ref(model, cfg.model_class)
-        embedder = load_model(ref)
-        report = build_index(studies, embedder, ref, out, cfg, image_root=manifest.parent, progress=progress)
+        embedder, writes = shard_across_launch(load_model(ref))
+        report = build_index(
+            studies, embedder, ref, out, cfg, image_root=manifest.parent, progress=progress and writes
+        )
     except _ERRORS as exc:
         raise CommandError(str(exc)) from exc
-    _print_report(report, "embedded")
+    if writes:
+        _print_report(report, "embedded")
 
 
 @app.command("add")
@@ -76,18 +83,25 @@ def add(
     manifest: Path = typer.Option(..., "--manifest", help="Manifest with the studies to append."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """Append a manifest's new studies with the index's own model (studies already present are skipped)."""
+    """Append a manifest's new studies with the index's own model (studies already present are skipped).
+
+    Sharded under ``accelerate launch`` as ``index build`` is.
+    """
     from lexray.data.manifest import read_manifest
     from lexray.index import RetrievalIndex, add_to_index, load_model
+    from lexray.training.sharded import shard_across_launch
 
     try:
         current = RetrievalIndex.load(index)
-        embedder = load_model(current.model_ref)
         studies = read_manifest(manifest)
-        report = add_to_index(index, studies, embedder, image_root=manifest.parent, progress=progress)
+        embedder, writes = shard_across_launch(load_model(current.model_ref))
+        report = add_to_index(
+            index, studies, embedder, image_root=manifest.parent, progress=progress and writes
+        )
     except _ERRORS as exc:
         raise CommandError(str(exc)) from exc
-    _print_report(report, "added")
+    if writes:
+        _print_report(report, "added")
 
 
 @app.command("info")

@@ -3,6 +3,12 @@
 Rerunning an interrupted build finds the chunks of the same job (same model, items and chunking) and
 embeds only the missing or damaged ones. Within a chunk, :func:`lexray.embedding.embed_safely` decides
 what a bad record is, as everywhere else in lexray: one bad record skips only itself.
+
+Launched as several processes (a model that is a :class:`Crew`, such as
+``lexray.training.ShardedEmbedder``), the processes embed whole missing chunks, one each per turn; the
+main process alone reads what is done, decides what is left and writes every chunk, so a resumed
+multi-process build agrees on its plan by construction. A chunk is embedded exactly as one process
+would (the same batches), so the result equals a one-process build row for row.
 """
 
 from __future__ import annotations
@@ -12,10 +18,10 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -26,6 +32,59 @@ from lexray.index.config import IndexConfig, Modality
 from lexray.index.model import Embedder, ModelRef
 
 log = logging.getLogger(__name__)
+
+R = TypeVar("R")
+MapTasks = Callable[[Iterable[Any]], Iterator[Any]]  # tasks -> their results, in task order
+
+
+@runtime_checkable
+class Crew(Protocol):
+    """The processes of a launch working on one build; only the main one reads and writes the index."""
+
+    model: Any  # this process's own model, embedding locally
+
+    def lead(self, plan: Callable[[MapTasks], R], work: Callable[[Any], Any]) -> R:
+        """Run ``plan(map_tasks)`` on the main process, the tasks it maps computed across the processes;
+        every process returns its result or raises its error."""
+        ...
+
+
+class _Alone:
+    """One process: the plan runs here and maps its tasks in order."""
+
+    def __init__(self, model: Embedder) -> None:
+        """Work with ``model``."""
+        self.model = model
+
+    def lead(self, plan: Callable[[MapTasks], R], work: Callable[[Any], Any]) -> R:
+        """``plan`` with a plain, in-order map."""
+        return plan(lambda tasks: map(work, tasks))
+
+
+def lead_build(model: Any, plan: Callable[[Embedder, MapTasks], R]) -> R:
+    """``plan(local_model, map_tasks)`` on the main process, its :class:`ChunkTask` embedded by the crew.
+
+    ``model`` is a :class:`Crew` under a launch (every process calls this; all return the plan's result
+    or raise its error), else a plain model this process works with alone.
+    """
+    crew = model if isinstance(model, Crew) else _Alone(model)
+    return crew.lead(lambda map_tasks: plan(crew.model, map_tasks), lambda task: embed_task(crew.model, task))
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One chunk to embed, as the main process hands it to a process."""
+
+    modality: Modality
+    payloads: list[Any]  # the chunk's image paths or report texts
+    batch_size: int
+    dim: int  # the width every vector must have (the index's)
+
+
+def embed_task(model: Embedder, task: ChunkTask) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Embed one handed-out chunk with this process's ``model`` (see :func:`_embed_chunk`)."""
+    fn = model.embed_images if task.modality == "image" else model.embed_texts
+    return _embed_chunk(fn, task.payloads, task.batch_size, task.dim)
 
 
 @dataclass(frozen=True)
@@ -103,35 +162,49 @@ def _read_chunk(chunk_file: Path, n: int, dim: int) -> tuple[np.ndarray, np.ndar
 
 
 def embed_items(
-    model: Embedder, modality: Modality, items: Items, job: Path, config: IndexConfig, progress: bool
+    model: Embedder,
+    modality: Modality,
+    items: Items,
+    job: Path,
+    config: IndexConfig,
+    progress: bool,
+    map_tasks: MapTasks,
 ) -> Embedded:
-    """Embed all items chunk by chunk, reusing the chunks already in ``job``."""
-    fn = model.embed_images if modality == "image" else model.embed_texts
+    """Embed all items chunk by chunk, reusing the chunks already in ``job``.
+
+    ``map_tasks`` computes the missing chunks' :class:`ChunkTask` with :func:`embed_task` (across the
+    processes of a launch, see :class:`Crew`); ``model`` gives the width. Each chunk is written as soon
+    as it is embedded, in chunk order.
+    """
     dim = int(model.embed_dim)
     cs = max(1, config.chunk_size)
     job.mkdir(parents=True, exist_ok=True)
-    parts, oks, reasons = [], [], []
-    reused = 0
     n = len(items.payloads)
     bar = tqdm(total=n, desc=f"embed {modality}s", unit=modality, disable=not progress, leave=False)
+    chunks: list[tuple[np.ndarray, np.ndarray, list[str]] | None] = []
     for c, start in enumerate(range(0, n, cs)):
         chunk_file = job / f"chunk-{c:06d}.npz"
-        payloads = items.payloads[start : start + cs]
-        done = _read_chunk(chunk_file, len(payloads), dim) if chunk_file.is_file() else None
+        size = min(cs, n - start)
+        done = _read_chunk(chunk_file, size, dim) if chunk_file.is_file() else None
+        if done is None and chunk_file.is_file():
+            log.warning("ignoring unreadable chunk %s", chunk_file)
         if done is not None:
-            reused += 1
-        else:
-            if chunk_file.is_file():
-                log.warning("ignoring unreadable chunk %s", chunk_file)
-            done = _embed_chunk(fn, payloads, config.batch_size, dim)
-            tmp = job / f".chunk-{c:06d}.tmp.npz"
-            np.savez(tmp, vectors=done[0], ok=done[1], reasons=np.asarray(done[2], dtype=str))
-            os.replace(tmp, chunk_file)
-        parts.append(done[0])
-        oks.append(done[1])
-        reasons.extend(done[2])
-        bar.update(len(payloads))
+            bar.update(size)
+        chunks.append(done)
+    reused = sum(done is not None for done in chunks)
+    missing = [c for c, done in enumerate(chunks) if done is None]
+    tasks = [
+        ChunkTask(modality, items.payloads[c * cs : (c + 1) * cs], config.batch_size, dim) for c in missing
+    ]
+    for c, done in zip(missing, map_tasks(tasks), strict=True):
+        tmp = job / f".chunk-{c:06d}.tmp.npz"
+        np.savez(tmp, vectors=done[0], ok=done[1], reasons=np.asarray(done[2], dtype=str))
+        os.replace(tmp, job / f"chunk-{c:06d}.npz")
+        chunks[c] = done
+        bar.update(len(done[1]))
     bar.close()
-    vectors = np.concatenate(parts) if parts else np.zeros((0, dim), dtype=np.float32)
-    mask = np.concatenate(oks) if oks else np.zeros(0, dtype=bool)
+    parts = [done for done in chunks if done is not None]  # all of them by now (narrows the type)
+    vectors = np.concatenate([d[0] for d in parts]) if parts else np.zeros((0, dim), dtype=np.float32)
+    mask = np.concatenate([d[1] for d in parts]) if parts else np.zeros(0, dtype=bool)
+    reasons = [why for d in parts for why in d[2]]
     return Embedded(vectors.astype(np.float32, copy=False), mask, reasons, reused)

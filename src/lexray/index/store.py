@@ -5,6 +5,10 @@ vectors and FAISS structure, to which the new vectors are added) where a build s
 The on-disk layout is described in :mod:`lexray.index._layout`, the crash-safe commit in
 :mod:`lexray.index._versions`, resumable embedding in :mod:`lexray.index._embed` and reading in
 :mod:`lexray.index.reader` (``RetrievalIndex`` and ``ImageRecord`` are also importable from here).
+
+Under ``accelerate launch`` (a model from ``lexray.training.sharded.shard_across_launch``), every process
+calls the same function: the main process holds the lock, decides, writes and commits, the others embed
+the chunks it hands out (:class:`lexray.index._embed.Crew`), and all of them return the same report.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import pyarrow as pa
 from lexray.data.manifest import studies_to_table
 from lexray.data.study import Reject, Study
 from lexray.index import _faiss
-from lexray.index._embed import Embedded, Items, embed_items, job_dir
+from lexray.index._embed import Embedded, Items, MapTasks, embed_items, job_dir, lead_build
 from lexray.index._layout import (
     ALREADY_INDEXED,
     DUPLICATE_STUDY,
@@ -164,8 +168,12 @@ def _commit_studies(
     image_root: Path,
     current: RetrievalIndex | None,
     progress: bool,
+    map_tasks: MapTasks,
 ) -> BuildReport:
-    """Embed ``studies`` and commit them as a new version: the whole index, or added to ``current``."""
+    """Embed ``studies`` and commit them as a new version: the whole index, or added to ``current``.
+
+    ``map_tasks`` embeds the missing chunks (see :func:`lexray.index._embed.embed_items`).
+    """
     existing = set(current.studies["study_id"]) if current is not None else set()
     accepted, image_rows, items, rejects = _collect(studies, config, image_root, existing)
     if current is None and not accepted:
@@ -181,7 +189,7 @@ def _commit_studies(
     for modality in current.modalities if current is not None else config.modalities:
         job = job_dir(root, modality, ref, config, items[modality].keys)
         jobs.append(job)
-        done = embed_items(model, modality, items[modality], job, config, progress)
+        done = embed_items(model, modality, items[modality], job, config, progress, map_tasks)
         reused += done.reused_chunks
         rejects.extend(_side_rejects(modality, items[modality], done, sources))
         start = None
@@ -232,7 +240,8 @@ def build_index(
 
     Args:
         studies: the manifest's studies; duplicates, missing images and empty reports are skipped.
-        model: the embedder (its ``embed_dim`` fixes the width).
+        model: the embedder (its ``embed_dim`` fixes the width); a :class:`lexray.index._embed.Crew`
+            (``shard_across_launch``) splits the embedding across the processes of a launch.
         model_ref: stored so search and serve load the same model.
         out: the index directory (created; an existing index gets a new version on success only).
         config: what to embed and which FAISS structure to build.
@@ -246,10 +255,14 @@ def build_index(
     root = Path(out)
     if not config.modalities or len(set(config.modalities)) != len(config.modalities):
         raise ValueError(f"modalities must name image and/or text once each, got {list(config.modalities)}")
-    with locked(root):
-        clean_staging(root)
-        base = _image_root(config, image_root)
-        return _commit_studies(root, studies, model, model_ref, config, base, None, progress)
+
+    def plan(local: Embedder, map_tasks: MapTasks) -> BuildReport:
+        with locked(root):
+            clean_staging(root)
+            base = _image_root(config, image_root)
+            return _commit_studies(root, studies, local, model_ref, config, base, None, progress, map_tasks)
+
+    return lead_build(model, plan)
 
 
 def add_to_index(
@@ -262,29 +275,34 @@ def add_to_index(
 ) -> BuildReport:
     """Append ``studies`` to the index at ``path`` as a new version (studies already present are skipped).
 
-    The model must be the index's own (see :meth:`RetrievalIndex.model_ref`); the stored config decides
-    the modalities and the FAISS structure (new vectors are added to the existing structure, so HNSW and
-    IVF-PQ keep their graph and trained quantiser). An index of an older format is written in the
-    current one.
+    The model must be the index's own (see :meth:`RetrievalIndex.model_ref`), split across a launch as
+    in :func:`build_index`; the stored config decides the modalities and the FAISS structure (new
+    vectors are added to the existing structure, so HNSW and IVF-PQ keep their graph and trained
+    quantiser). An index of an older format is written in the current one.
 
     Raises:
         IndexFormatError: ``path`` is not an index, or the model's width differs from the index's.
         IndexBusyError: another process holds the directory.
     """
     root = Path(path)
-    with locked(root):
-        clean_staging(root)
-        current = RetrievalIndex.load(root, mmap=False)
-        dim = int(model.embed_dim)
-        if dim != current.embed_dim:
-            raise IndexFormatError(
-                f"the model embeds {dim}-d vectors but the index at {root} holds {current.embed_dim}-d ones; "
-                "append with the index's own model"
+
+    def plan(local: Embedder, map_tasks: MapTasks) -> BuildReport:
+        with locked(root):
+            clean_staging(root)
+            current = RetrievalIndex.load(root, mmap=False)
+            dim = int(local.embed_dim)
+            if dim != current.embed_dim:
+                raise IndexFormatError(
+                    f"the model embeds {dim}-d vectors but the index at {root} holds {current.embed_dim}-d "
+                    "ones; append with the index's own model"
+                )
+            base = _image_root(current.config, image_root)
+            ref = current.model_ref
+            return _commit_studies(
+                root, studies, local, ref, current.config, base, current, progress, map_tasks
             )
-        base = _image_root(current.config, image_root)
-        return _commit_studies(
-            root, studies, model, current.model_ref, current.config, base, current, progress
-        )
+
+    return lead_build(model, plan)
 
 
 def _log_rejects(rejects: Sequence[Reject]) -> None:

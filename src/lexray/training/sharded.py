@@ -4,19 +4,31 @@ all of them get the whole result back, in the order of the items.
 Wrap any :class:`lexray.evaluate.embedder.EmbeddingModel` (a ``DualEncoder``, a text-only baseline) in
 :class:`ShardedEmbedder` and hand it to code that embeds, such as ``lexray.evaluate.run_evaluation``.
 Every process must make the same calls with the same items, as a launched copy of one command does.
+
+Work whose plan depends on files (a resumable index build) uses :meth:`ShardedEmbedder.lead` instead:
+the main process alone decides what is left, hands the tasks out a turn at a time, and writes.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from typing import Any
+import pickle
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch.distributed as dist
 
+R = TypeVar("R")
+
 # What an embedding call may raise about one bad item; the caller's retry policy sees it on every rank.
 ITEM_ERRORS = (OSError, ValueError, RuntimeError)
+
+# What the main process tells the others under :meth:`ShardedEmbedder.lead`: one turn of tasks, the
+# plan's result, or the error that ended it.
+_TURN, _DONE, _FAILED = "turn", "done", "failed"
+
+MapTasks = Callable[[Iterable[Any]], Iterator[Any]]  # tasks -> their results, in task order
 
 
 class ShardedEmbedder:
@@ -34,6 +46,11 @@ class ShardedEmbedder:
         self.model = model
         self.world = world if world is not None else (dist.get_world_size() if initialised else 1)
         self.rank = rank if rank is not None else (dist.get_rank() if initialised else 0)
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this is the process that decides and writes (rank 0)."""
+        return self.rank == 0
 
     def __getattr__(self, name: str) -> Any:
         # Anything but the two embedding calls (config, towers, ...) is the wrapped model's.
@@ -67,6 +84,75 @@ class ShardedEmbedder:
             if arr is not None:
                 out[r :: self.world] = arr
         return out
+
+    def lead(self, plan: Callable[[MapTasks], R], work: Callable[[Any], Any]) -> R:
+        """Run ``plan`` on the main process while every process computes ``work(task)`` for it.
+
+        ``plan(map_tasks)`` runs on the main process only, so it alone reads what is done and writes;
+        ``map_tasks(tasks)`` yields ``work(task)`` for each task in task order, the tasks computed one per
+        process a turn at a time (task ``i`` of a turn on process ``i``, with the process's own model).
+        The other processes serve the turns until the plan ends. Every process then returns the plan's
+        result, or raises the error the plan or any task raised, so bad input ends every process with
+        the same message instead of leaving them waiting.
+        """
+        if self.world == 1:
+            return plan(lambda tasks: map(work, tasks))
+        if not self.is_main:
+            return self._follow(work)
+        try:
+            result = plan(lambda tasks: self._hand_out(work, tasks))
+        except Exception as exc:  # told to the others, then raised here unchanged
+            self._say((_FAILED, _portable(exc)))
+            raise
+        self._say((_DONE, result))
+        return result
+
+    def _say(self, message: Any) -> Any:
+        """The main process's ``message`` on every process."""
+        box = [message]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def _hand_out(self, work: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
+        todo = list(tasks)
+        for start in range(0, len(todo), self.world):
+            turn = todo[start : start + self.world]
+            self._say((_TURN, turn))
+            for done, value in self._turn(work, turn):
+                if not done:
+                    raise value
+                yield value
+
+    def _turn(self, work: Callable[[Any], Any], turn: list[Any]) -> list[tuple[bool, Any]]:
+        """(finished, result or error) of each task of the turn, gathered on every process."""
+        outcome: tuple[bool, Any] = (True, None)
+        if self.rank < len(turn):
+            try:
+                outcome = (True, work(turn[self.rank]))
+            except Exception as exc:  # sent to the main process, which ends the plan with it
+                outcome = (False, _portable(exc))
+        shards: list[Any] = [None] * self.world
+        dist.all_gather_object(shards, outcome)
+        return shards[: len(turn)]
+
+    def _follow(self, work: Callable[[Any], Any]) -> Any:
+        while True:
+            kind, payload = self._say(None)
+            if kind == _TURN:
+                self._turn(work, payload)
+            elif kind == _DONE:
+                return payload
+            else:
+                raise payload
+
+
+def _portable(exc: Exception) -> Exception:
+    """``exc`` when it survives pickling (to reach the other processes), else a RuntimeError with its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:  # an exception whose constructor pickle cannot call again
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
 
 
 def shard_across_launch(model: Any) -> tuple[Any, bool]:
