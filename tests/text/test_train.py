@@ -565,6 +565,45 @@ def test_fabricated_studies_are_sided_train_reports_with_their_source_as_negativ
     assert {s.study_id for s in half} == {s.study_id for s in fabricated_studies(studies, cache, 0.5, 0)[0]}
 
 
+def test_a_warm_data_phase_reads_its_caches_and_gives_the_same_texts_and_labels(tmp_path, monkeypatch):
+    import lexray.text.train.data as data
+    import lexray.variants.checks
+    from lexray.text.config import TextDataConfig
+    from lexray.variants import source_text
+
+    studies = _studies(12)
+    config = TextDataConfig(
+        styles=("reordered", "shorthand"), error_types=("fabricated", "laterality"), fabricated_studies=1.0
+    )
+    cache = tmp_path / "variants"
+    cold_studies, cold = data.contrastive_data(studies, config, 0, cache)
+    assert len(cold_studies) > len(studies)  # fabricated studies were added, with their own labels
+    # the label keys are the labeler's own, as before the cache: "|".join of each source report's vector
+    labeler = lexray.variants.checks.get_default_labeler()
+    expected = ["|".join(lab.vector()) for lab in labeler.pipe([source_text(s) for s in cold_studies])]
+    assert [cold.label_keys[s.study_id] for s in cold_studies] == expected
+    assert len(set(expected)) > 1
+
+    def no_labeler() -> None:
+        raise AssertionError("a warm data phase must not build the labeler")
+
+    monkeypatch.setattr(lexray.variants.checks, "get_default_labeler", no_labeler)
+    warm_studies, warm = data.contrastive_data(studies, config, 0, cache)
+    assert warm_studies == cold_studies
+    for name in ("equivalents", "errors", "label_keys"):  # same texts in the same order
+        assert list(getattr(warm, name).items()) == list(getattr(cold, name).items())
+    # labels made by other labeler code are not reused: they are made again (and agree here)
+    monkeypatch.setattr(data, "labels_version", lambda: "labels-edited")
+    with pytest.raises(AssertionError, match="must not build the labeler"):
+        data.contrastive_data(studies, config, 0, cache)
+    monkeypatch.undo()
+    monkeypatch.setattr(data, "labels_version", lambda: "labels-edited")
+    relabelled = data.prepare_variants(studies, config, 0, cache)
+    rows = [json.loads(line) for line in (cache / data.LABELS_FILE).read_text().splitlines()]
+    assert sum(r["version"] == "labels-edited" for r in rows) == len({source_text(s) for s in studies})
+    assert relabelled.label_keys == {s.study_id: cold.label_keys[s.study_id] for s in studies}
+
+
 def test_full_run_trains_on_fabricated_studies(tiny_llama_dir, manifest, tmp_path):
     from lexray.text.train import train
     from lexray.variants import VariantStore
