@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from lexray.cli.main import app
 from lexray.text import TextEncoder
 
 runner = CliRunner()
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_encode_contract(tiny_llama_dir, tmp_path):
@@ -132,3 +134,29 @@ def test_export_st_refuses_latent(tiny_llama_dir, tmp_path):
     TextEncoder.from_pretrained(str(tiny_llama_dir), pooling="latent").save_pretrained(tmp_path / "lat")
     result = runner.invoke(app, ["text", "export-st", str(tmp_path / "lat"), str(tmp_path / "o")])
     assert result.exit_code == 2 and "latent" in result.output
+
+
+@pytest.mark.parametrize("main", [True, False])
+def test_text_train_reports_the_saved_encoder_on_the_main_process_only(tmp_path, monkeypatch, main):
+    import accelerate
+
+    import lexray.text.train
+
+    class State:  # what `accelerate launch` gives each process
+        is_main_process = main
+
+    monkeypatch.setattr(lexray.text.train, "train", lambda config: tmp_path / "run")
+    monkeypatch.setattr(accelerate, "PartialState", State)
+    result = runner.invoke(
+        app,
+        [
+            "text",
+            "train",
+            "--config",
+            str(REPO / "configs/text/tiny-smoke.yaml"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert ("encoder saved to" in result.output) is main

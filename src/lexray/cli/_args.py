@@ -5,8 +5,10 @@ An output path is checked before a model loads or a file is read, so a wrong ``-
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from lexray.errors import LexrayError
 
@@ -110,3 +112,19 @@ def not_utf8(path: Path, exc: UnicodeDecodeError, what: str = "text") -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         where = f" (line {line}, byte 0x{data[exc.start]:02x} at byte offset {exc.start})"
     return f"{path} is not UTF-8 {what}{where}; save it as UTF-8"
+
+
+def load_text_bench(path: Path) -> list[Any]:
+    """The items of a text bench (:func:`lexray.text.bench.load_bench`); a file that is not one is named.
+
+    Raises:
+        CommandError: the file is not UTF-8, or a line is not a JSON object.
+    """
+    from lexray.text.bench import load_bench
+
+    try:
+        return list(load_bench(path))
+    except UnicodeDecodeError as exc:
+        raise CommandError(not_utf8(path, exc, "JSON lines")) from exc
+    except json.JSONDecodeError as exc:
+        raise CommandError(f"{path} is not a text bench (one JSON object per line): {exc.msg}") from exc

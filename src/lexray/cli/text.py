@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lexray.cli._args import CommandError, check_output_dir, check_output_file, not_utf8
+from lexray.cli._args import CommandError, check_output_dir, check_output_file, load_text_bench
 from lexray.config import ConfigError, load_config
 
 app = typer.Typer(help="LLM report encoders: training, text benchmark, export.", no_args_is_help=True)
@@ -44,7 +44,10 @@ def train(
         run_dir = run_training(cfg)
     except (ConfigError, ValueError, OSError) as exc:
         raise CommandError(str(exc)) from exc
-    typer.echo(f"encoder saved to {run_dir}")
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:  # under `accelerate launch` every process gets here; one reports
+        typer.echo(f"encoder saved to {run_dir}")
 
 
 @app.command("evaluate")
@@ -65,7 +68,7 @@ def evaluate(
     if out is not None:
         check_output_file(out, example="metrics.json", inputs=[bench])
     from lexray.text import TextEncoder, is_encoder_dir
-    from lexray.text.bench import evaluate_bench, load_bench
+    from lexray.text.bench import evaluate_bench
 
     overrides: dict[str, object] = {}
     if not is_encoder_dir(model):
@@ -77,12 +80,8 @@ def evaluate(
     if dtype:
         overrides["dtype"] = dtype
     try:
-        items = load_bench(bench)
+        items = load_text_bench(bench)
         encoder = TextEncoder.from_pretrained(model, **overrides)
-    except UnicodeDecodeError as exc:
-        raise CommandError(not_utf8(bench, exc, "JSON lines")) from exc
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"{bench} is not a text bench (one JSON object per line): {exc.msg}") from exc
     except (ValueError, OSError) as exc:
         raise CommandError(str(exc)) from exc
     metrics = evaluate_bench(
