@@ -270,12 +270,14 @@ def import_llm2clip4cxr(
     embed_dim = int(state["text.projection.1.weight"].shape[0])
     config = DualEncoderConfig(
         vision=vision,
+        # The tower's settings are those of the text encoder just built (the llm2vec4cxr row, the caption
+        # instruction), read back rather than restated.
         text=TextTowerConfig(
             encoder=str(text_base),
             mode="frozen",
-            pooling="latent",
-            max_length=512,
-            instruction=CAPTION_INSTRUCTION,
+            pooling=text.config.pooling,
+            max_length=text.config.max_length,
+            instruction=text.config.instruction,
         ),
         embed_dim=embed_dim,
         projection="linear",
