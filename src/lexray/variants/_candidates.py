@@ -6,14 +6,19 @@ Each generator of :class:`Candidates` yields ``(target observation, edit)`` pair
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from lexray.variants import _rewrites as rw
-from lexray.variants._edit import Doc, Edit, cap, remove_span, swap_nearest, tidy_edited
+from lexray.variants._edit import Doc, Edit, cap, match_case, remove_span, swap_nearest, tidy_edited
 from lexray.variants.checks import NO_FINDING, PRESENT
+
+# What may stand just before a degree word put on a finding: the sentence start, a verb, an article, a
+# preposition or a list connector ("There is a | large left effusion", "with | extensive atelectasis").
+_DEGREE_SLOT = re.compile(r"(?:^|\b(?:is|are|an?|the|of|with|and|by)\s+|,\s+)$", re.I)
 
 
 class Candidates:
@@ -72,6 +77,9 @@ class Candidates:
         cue = self._cue(k, m, "status") if with_status else None
         if cue is not None and cue[0] < start and start - cue[1] <= 2:
             start = cue[0]
+        article = re.search(r"\b(?:an?|the)\s+$", self.doc.sentences[k][:start], re.I)
+        if article:  # "atelectasis and a small effusion": the article goes with its phrase
+            start = article.start()
         return start, end
 
     def _phrase_start(self, k: int, m: Any) -> int:
@@ -138,7 +146,37 @@ class Candidates:
         return self.word_swap("location", rw.LOCATION_SWAPS)
 
     def severity(self) -> Iterator[tuple[str, Edit]]:
-        return self.word_swap("severity", rw.SEVERITY_SWAPS)
+        yield from self.word_swap("severity", rw.SEVERITY_SWAPS)
+        yield from self._severity_added()
+
+    def _severity_added(self) -> Iterator[tuple[str, Edit]]:
+        """A far-end degree on a finding stated without one, in every sentence that states it."""
+        for obs in self._shuffled([o for o in self.present if o in rw.SEVERITY_INSERTS]):
+            hits = self._sentences_with(obs, ("positive",))
+            mentions = [m for ms in self.by_sent.values() for m in ms if m.category == obs]
+            if not hits or any(m.severity for m in mentions):
+                continue
+            degree = self.rng.choice(rw.SEVERITY_INSERTS[obs])
+            edit: Edit = {}
+            for k, m in hits:
+                sent, rel = self.doc.sentences[k], self._rel(k, m)
+                predicate = re.search(r"\b(?:is|are|appears?)\s+((?:enlarged|widened)\b)", m.text, re.I)
+                if predicate:
+                    adverb = rw.DEGREE_ADVERBS.get(degree)
+                    if adverb is None:
+                        break
+                    at = rel + predicate.start(1)  # "heart is enlarged" -> "heart is markedly enlarged"
+                    edit[k] = [tidy_edited(f"{sent[:at]}{adverb} {sent[at:]}")]
+                else:
+                    at = self._phrase_start(k, m)
+                    if at and not _DEGREE_SLOT.search(sent[:at]):
+                        break  # "pulmonary edema": no slot for a degree before the noun's own modifiers
+                    rest = sent[at:]
+                    if at == 0 and not rest.split(" ", 1)[0].isupper():
+                        rest = rest[:1].lower() + rest[1:]
+                    edit[k] = [tidy_edited(f"{sent[:at]}{degree} {rest}")]
+            else:
+                yield obs, edit
 
     def chronicity(self) -> Iterator[tuple[str, Edit]]:
         return self.word_swap("chronicity", rw.CHRONICITY_SWAPS)
@@ -170,37 +208,101 @@ class Candidates:
                 yield obs, edit
 
     def certainty(self) -> Iterator[tuple[str, Edit]]:
-        for obs, status, hits, canonical in self._status_targets(("positive", "uncertain")):
+        # Stated findings first (hedged, or a hedge made definite), then the far more common ruled-out
+        # ones ("No evidence of pneumonia." -> "Possible pneumonia.").
+        stated = self._status_targets(("positive", "uncertain"))
+        for obs, status, hits, canonical in itertools.chain(stated, self._status_targets(("negative",))):
             if status == "positive":
-                hedge = self.rng.choice(rw.HEDGES)
-                edit: Edit = {}
-                for k, m in hits:
-                    sent, rel = self.doc.sentences[k], self._phrase_start(k, m)
-                    rest = sent[rel:]
-                    if rel == 0 and not rest.split(" ", 1)[0].isupper():
-                        rest = rest[:1].lower() + rest[1:]  # "Small effusion" -> "Possible small effusion"
-                    edit[k] = [tidy_edited(f"{sent[:rel]}{hedge} {rest}")]
-                yield obs, edit
-                if all(self._only(k, obs) for k, _ in hits):
-                    yield obs, {k: [f"{cap(hedge)} {canonical}."] for k, _ in hits}
+                yield from self._hedged(obs, hits, canonical)
+            elif status == "uncertain":
+                yield from self._made_definite(obs, hits, canonical)
             else:
-                edit = {}
-                for k, m in hits:
-                    sent = self.doc.sentences[k]
-                    cue = self._cue(k, m, "status")
-                    if cue is not None:
-                        # Rewrite only the words the labeler read as the hedge.
-                        a, b = cue
-                        words = sent[a:b]
-                        for pattern, repl in rw.CERTAINTY_REWRITES:
-                            words = re.sub(rf"\b{pattern}", repl, words + " ", flags=re.I).rstrip()
-                        sent = sent[:a] + words + sent[b:]
-                    for pattern, repl in rw.CERTAINTY_REWRITES:
-                        sent = re.sub(rf"\b{pattern}", repl, sent, flags=re.I)
-                    if sent != self.doc.sentences[k]:
-                        edit[k] = [tidy_edited(sent)]
-                if edit:
-                    yield obs, edit
+                yield from self._negation_hedged(obs, hits, canonical)
+
+    def _hedged(self, obs: str, hits: list[tuple[int, Any]], canonical: str) -> Iterator[tuple[str, Edit]]:
+        """A stated finding made uncertain: a hedge before it, or its evidential words hedged."""
+        evidential: Edit = {}
+        for k, m in hits:
+            # "Opacity consistent with pneumonia": the words just before the finding state it.
+            sent, rel = self.doc.sentences[k], self._phrase_start(k, m)
+            for pattern, alternatives in rw.EVIDENTIAL_HEDGES:
+                found = re.search(rf"\b({pattern})(\s+(?:(?:an?|the)\s+)?)$", sent[:rel], re.I)
+                if found:
+                    words = match_case(self.rng.choice(alternatives), found.group(1))
+                    evidential[k] = [
+                        tidy_edited(sent[: found.start(1)] + words + found.group(2) + sent[rel:])
+                    ]
+                    break
+        if evidential:
+            yield obs, evidential
+        hedge = self.rng.choice(rw.HEDGES)
+        edit: Edit = {}
+        for k, m in hits:
+            sent, rel = self.doc.sentences[k], self._phrase_start(k, m)
+            rest = sent[rel:]
+            if rel == 0 and not rest.split(" ", 1)[0].isupper():
+                rest = rest[:1].lower() + rest[1:]  # "Small effusion" -> "Possible small effusion"
+            edit[k] = [tidy_edited(f"{sent[:rel]}{hedge} {rest}")]
+        yield obs, edit
+        if all(self._only(k, obs) for k, _ in hits):
+            frame = self.rng.choice(rw.HEDGED_FRAMES)
+            yield obs, {k: [cap(frame.format(canonical))] for k, _ in hits}
+
+    def _made_definite(
+        self, obs: str, hits: list[tuple[int, Any]], canonical: str
+    ) -> Iterator[tuple[str, Edit]]:
+        """An uncertain finding stated as certain (its hedge words dropped), or ruled out."""
+        edit: Edit = {}
+        for k, m in hits:
+            sent = self.doc.sentences[k]
+            cue = self._cue(k, m, "status")
+            if cue is not None:
+                # Rewrite only the words the labeler read as the hedge.
+                a, b = cue
+                words = sent[a:b]
+                for pattern, repl in rw.CERTAINTY_REWRITES:
+                    words = re.sub(rf"\b{pattern}", repl, words + " ", flags=re.I).rstrip()
+                sent = sent[:a] + words + sent[b:]
+            for pattern, repl in rw.CERTAINTY_REWRITES:
+                sent = re.sub(rf"\b{pattern}", repl, sent, flags=re.I)
+            if sent != self.doc.sentences[k]:
+                edit[k] = [tidy_edited(sent)]
+        if edit:
+            yield obs, edit
+        if all(self._only(k, obs) for k, _ in hits):
+            yield obs, {k: [f"No evidence of {canonical}."] for k, _ in hits}
+
+    def _negation_hedged(
+        self, obs: str, hits: list[tuple[int, Any]], canonical: str
+    ) -> Iterator[tuple[str, Edit]]:
+        """A ruled-out finding made possible: its negation cue hedged, or a hedged sentence of its own."""
+        frame = cap(self.rng.choice(rw.HEDGED_FRAMES).format(canonical))
+        if all(self._only(k, obs) for k, _ in hits):
+            cut: Edit = {}
+            for k, m in hits:
+                sent, cue = self.doc.sentences[k], self._cue(k, m, "status")
+                if cue is None:
+                    break
+                words = sent[cue[0] : cue[1]]
+                for pattern, hedge in rw.NEGATION_HEDGES:
+                    if re.fullmatch(pattern, words, re.I):
+                        cut[k] = [tidy_edited(sent[: cue[0]] + match_case(hedge, words) + sent[cue[1] :])]
+                        break
+                else:
+                    break
+            else:
+                yield obs, cut
+            yield obs, {k: [frame] for k, _ in hits}
+            return
+        # "No pneumothorax or effusion." -> "No pneumothorax. Possible pleural effusion."
+        edit: Edit = {}
+        for k, m in hits:
+            if self._only(k, obs):
+                edit[k] = [frame]
+            else:
+                rest = remove_span(self.doc.sentences[k], *self._phrase_span(k, m, with_status=False))
+                edit[k] = [rest, frame]
+        yield obs, edit
 
     def fabricated(self) -> Iterator[tuple[str, Edit]]:
         n = len(self.doc.sentences)

@@ -29,7 +29,6 @@ def _synonym_table() -> list[tuple[re.Pattern[str], tuple[str, ...]]]:
 _SYNONYMS = _synonym_table()
 _ADVERB = "|".join(rw.DEGREE_ADJECTIVES)
 _ADJECTIVE = "|".join(rw.DEGREE_ADJECTIVES.values())
-_DEGREE_ADVERBS = {adjective: adverb for adverb, adjective in rw.DEGREE_ADJECTIVES.items()}
 _HEART_ENLARGED = re.compile(rf"^(?:The )?(?:heart|cardiac silhouette) is (?:({_ADVERB}) )?enlarged\.$", re.I)
 _CARDIOMEGALY = re.compile(rf"^(?:There is )?(?:({_ADJECTIVE}) )?cardiomegaly\.$", re.I)
 _NEGATION = re.compile(r"^(?:There (?:is|are) no|No) (.+)\.$")
@@ -49,7 +48,7 @@ def _recast(sentence: str, rng: random.Random) -> str:
         degree = rw.DEGREE_ADJECTIVES[m.group(1).lower()] + " " if m.group(1) else ""
         return rng.choice((f"There is {degree}cardiomegaly.", f"{degree}cardiomegaly."))
     if m := _CARDIOMEGALY.match(sentence):
-        degree = _DEGREE_ADVERBS[m.group(1).lower()] + " " if m.group(1) else ""
+        degree = rw.DEGREE_ADVERBS[m.group(1).lower()] + " " if m.group(1) else ""
         return rng.choice((f"The heart is {degree}enlarged.", f"The cardiac silhouette is {degree}enlarged."))
     m = _NEGATION.match(sentence)
     if m and not NO_VERB.search(m.group(1)) and not NO_CHANGE.search(sentence):

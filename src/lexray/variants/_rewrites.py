@@ -193,52 +193,124 @@ LOCATION_SWAPS: dict[str, tuple[str, ...]] = {
     "lingula": ("left lower lobe",),
     "lingular": ("left lower lobe",),
 }
+# Each word maps to its alternatives; the rng picks one per candidate. Every alternative names another
+# severity value of the labeler's lexicon, at the other end of the scale where one exists, so that a swap
+# is never a restatement ("slight" -> "mild" would be one).
 SEVERITY_SWAPS: dict[str, tuple[str, ...]] = {
-    "mild": ("severe",),
-    "mildly": ("severely", "markedly"),
-    "minimal": ("extensive",),
+    "mild": ("severe", "marked", "moderate"),
+    "mildly": ("severely", "markedly", "moderately"),
+    "minimal": ("extensive", "marked"),
     "minimally": ("markedly",),
+    "minor": ("extensive",),
     "slight": ("marked",),
     "slightly": ("markedly",),
-    "small": ("large",),
+    "small": ("large", "moderate-sized"),
     "tiny": ("large",),
-    "trace": ("large",),
+    "trace": ("large", "moderate-sized"),
+    "subtle": ("extensive",),
     "moderate": ("minimal",),
     "moderately": ("minimally",),
     "large": ("small",),
     "severe": ("mild",),
     "severely": ("mildly",),
     "marked": ("mild",),
-    "markedly": ("mildly",),
+    "markedly": ("mildly", "slightly"),
     "extensive": ("minimal",),
     "massive": ("small",),
+    "small to moderate": ("large",),
+    "moderate to large": ("small",),
+    "mild to moderate": ("severe",),
+    "moderate to severe": ("mild",),
 }
+# A degree put on a finding stated without one ("Left pleural effusion." -> "Large left pleural
+# effusion."): only the far end of the scale, which no unqualified statement implies. A predicate
+# ("heart is enlarged") takes the adverb of the adjective (:data:`DEGREE_ADJECTIVES`).
+SEVERITY_INSERTS: dict[str, tuple[str, ...]] = {
+    "Pleural Effusion": ("large",),
+    "Pneumothorax": ("large",),
+    "Cardiomegaly": ("marked", "severe"),
+    "Enlarged Cardiomediastinum": ("marked",),
+    "Edema": ("severe",),
+    "Atelectasis": ("extensive",),
+    "Consolidation": ("extensive",),
+    "Lung Opacity": ("extensive",),
+}
+# Chronicity and change over time, both ways (stable/persistent <-> new/worse/better, acute <-> old).
+# "resolved" is absent on purpose: the labeler reads it as a negation ("has resolved" = no longer there).
 CHRONICITY_SWAPS: dict[str, tuple[str, ...]] = {
     "acute": ("chronic",),
     "chronic": ("acute",),
-    "new": ("unchanged",),
-    "unchanged": ("new",),
-    "stable": ("new",),
+    "new": ("unchanged", "stable", "persistent"),
+    "newly": ("again",),
+    "unchanged": ("new", "increased", "worsened"),
+    "grossly unchanged": ("increased",),
+    "stable": ("new", "increased", "worsening"),
+    "persistent": ("new", "improving", "worsening"),
+    "again seen": ("newly seen",),
+    "again noted": ("newly seen",),
+    "again demonstrated": ("newly seen",),
+    "redemonstrated": ("newly seen",),
     "old": ("acute",),
     "healed": ("acute",),
+    "healing": ("acute",),
     "remote": ("acute",),
     "worsening": ("improving",),
+    "worsened": ("improved",),
     "improving": ("worsening",),
+    "improved": ("worsened",),
     "increased": ("decreased",),
+    "increasing": ("decreasing",),
     "decreased": ("increased",),
+    "decreasing": ("increasing",),
+    "progressed": ("improved",),
+    "increase in": ("decrease in",),
+    "decrease in": ("increase in",),
+    "improvement in": ("worsening of",),
+    "worsening of": ("improvement in",),
+    "progression of": ("improvement in",),
 }
 # Hedges put before a positive finding to make it uncertain.
-HEDGES: tuple[str, ...] = ("possible", "probable", "questionable", "suspected")
+HEDGES: tuple[str, ...] = ("possible", "probable", "questionable", "suspected", "likely")
+# Whole sentences that state a finding as uncertain ({} is its plain noun), for a sentence about it alone.
+HEDGED_FRAMES: tuple[str, ...] = ("Possible {}.", "{} cannot be excluded.", "Findings suspicious for {}.")
+# Evidential words that state a finding, and the hedged words that replace them ("opacity consistent with
+# pneumonia" -> "opacity may represent pneumonia").
+EVIDENTIAL_HEDGES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (r"consistent with", ("suspicious for", "possibly representing")),
+    (r"compatible with", ("suspicious for", "possibly representing")),
+    (r"in keeping with", ("suspicious for",)),
+    (r"diagnostic of", ("suspicious for",)),
+    (r"represents", ("may represent", "likely represents")),
+    (r"representing", ("possibly representing",)),
+)
+# Negation cues and the hedge that replaces them when the negated finding is made uncertain
+# ("No evidence of pneumonia." -> "Possible pneumonia."), longest first.
+NEGATION_HEDGES: tuple[tuple[str, str], ...] = (
+    (r"there is no evidence of", "there is possible"),
+    (r"no radiographic evidence of", "possible"),
+    (r"no evidence of", "possible"),
+    (r"there is no", "there is possible"),
+    (r"there are no", "there are possible"),
+    (r"without evidence of", "with possible"),
+    (r"without", "with possible"),
+    (r"negative for", "suspicious for"),
+    (r"no definite", "possible"),
+    (r"no", "possible"),
+)
 # Uncertainty cues and what replaces them to state the finding as certain (regex on words, in order).
 CERTAINTY_REWRITES: tuple[tuple[str, str], ...] = (
     (r"cannot be excluded", "is present"),
     (r"can not be excluded", "is present"),
     (r"cannot be ruled out", "is present"),
+    (r"(?:is )?not excluded", "is present"),
     (r"cannot exclude", "there is"),
-    (r"(?:may|could|might) represent", "represents"),
-    (r"(?:suspicious|concerning) for", "consistent with"),
+    (r"(?:may|could|might) (?:represent|reflect)", "represents"),
+    (r"likely represents", "represents"),
+    (r"(?:suspicious|concerning|worrisome) for", "consistent with"),
+    (r"suggestive of", "consistent with"),
+    (r"is suspected", "is present"),
     (r"may be", "is"),
-    (r"(?:questionable|possible|possibly|probable|probably|suspected|likely|presumed)\s+", ""),
+    (r"(?:questionable|possible|possibly|probable|probably|suspected|most likely|likely|presumed)\s+", ""),
 )
 # A plain noun phrase per observation, used when a sentence is rewritten around the observation.
 CANONICAL: dict[str, str] = {
@@ -346,3 +418,5 @@ DEGREE_ADJECTIVES: dict[str, str] = {
     "markedly": "marked",
     "severely": "severe",
 }
+# The other way: adjective -> adverb ("marked" -> "markedly"), for a degree put on a predicate.
+DEGREE_ADVERBS: dict[str, str] = {adjective: adverb for adverb, adjective in DEGREE_ADJECTIVES.items()}
