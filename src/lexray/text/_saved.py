@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
-from lexray.config import load_config, to_dict
-from lexray.text.config import LoraSettings, TextEncoderConfig
+from lexray.config import to_dict
+from lexray.text.config import TextEncoderConfig
 
 if TYPE_CHECKING:
     from lexray.text.encoder import TextEncoder
@@ -44,7 +44,7 @@ def is_encoder_dir(path: str | Path) -> bool:
     return (Path(path) / MARKER_FILE).is_file()
 
 
-def _weights_id(directory: Path) -> str:
+def weights_id(directory: Path) -> str:
     """Cheap, stable identity of the weight files in a model directory (names, sizes, head and tail bytes)."""
     h = hashlib.sha256()
     files = sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin", ".gguf"))
@@ -58,7 +58,7 @@ def _weights_id(directory: Path) -> str:
     return h.hexdigest()
 
 
-def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().to("cpu", torch.float32).contiguous()
@@ -67,7 +67,7 @@ def _tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def _plain(overrides: dict[str, Any]) -> dict[str, Any]:
+def plain_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     """Config overrides as plain data (dataclass values become dicts)."""
     return {k: to_dict(v) for k, v in overrides.items()}
 
@@ -86,7 +86,7 @@ def fingerprint(
     """Stable 16-hex hash of the weights, pooling, instruction, length, attention and depth of an encoder."""
     ident = {
         "weights": weights_identity,
-        "pooling_weights": _tensor_digest(pooling_state),
+        "pooling_weights": tensor_digest(pooling_state),
         "pooling": config.pooling,
         "latent": _latent_ident(config) if config.pooling == "latent" else None,
         "instruction": config.instruction,
@@ -118,7 +118,7 @@ def read_saved(directory: Path, overrides: dict[str, Any]) -> tuple[dict[str, An
         raise ValueError(
             f"{directory} is a trained encoder; {bad} cannot change (only {sorted(RUNTIME_FIELDS)})"
         )
-    saved.update(_plain(overrides))
+    saved.update(plain_overrides(overrides))
     # Adapters are restored from the saved files, never re-initialised.
     saved["lora"] = {**saved.get("lora", {}), "enabled": False}
     return meta, saved
@@ -138,28 +138,6 @@ def _write_files(
     (out / ENCODER_CONFIG_FILE).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
     marker = {"format": "lexray-text-encoder", "format_version": FORMAT_VERSION, **meta}
     (out / MARKER_FILE).write_text(json.dumps(marker, indent=1))
-
-
-def load_encoder(cls: type[TextEncoder], directory: Path, overrides: dict[str, Any]) -> TextEncoder:
-    """The encoder saved in ``directory`` (see :meth:`TextEncoder.from_pretrained`), in eval mode."""
-    meta, saved = read_saved(directory, overrides)
-    config = load_config(TextEncoderConfig, base=saved)
-    weights = meta["weights"]
-    if weights == "merged":
-        encoder = cls.from_config(config, model_dir=directory / MODEL_DIR, tokenizer_dir=directory)
-        # The merged files carry the trained identity, so the fingerprint survives the round trip.
-        encoder._base_weights_id = meta["weights_id"]
-    else:
-        encoder = cls.from_config(config, tokenizer_dir=directory)
-        if weights == "adapter":
-            from peft import PeftModel
-
-            encoder.backbone = PeftModel.from_pretrained(encoder.backbone, directory / ADAPTER_DIR)
-            encoder.config = dataclasses.replace(encoder.config, lora=LoraSettings(**meta["lora"]))
-    if (directory / POOLING_FILE).is_file():
-        encoder.pooling.load_state_dict(load_file(directory / POOLING_FILE))
-    encoder.eval()
-    return encoder
 
 
 @contextlib.contextmanager
@@ -182,12 +160,17 @@ def _final_norm_restored(encoder: TextEncoder, backbone: nn.Module) -> Iterator[
         setattr(backbone, attr, kept)
 
 
-def save_encoder(encoder: TextEncoder, directory: str | Path, merge: bool | None) -> Path:
-    """Write ``encoder`` as a self-describing directory (see :meth:`TextEncoder.save_pretrained`)."""
+def save_encoder(encoder: TextEncoder, directory: str | Path, merge: bool, weights_identity: str) -> Path:
+    """Write ``encoder`` as a self-describing directory (see :meth:`TextEncoder.save_pretrained`).
+
+    Args:
+        encoder: the encoder.
+        directory: output directory (created).
+        merge: store full (merged) weights in ``model/`` rather than the LoRA adapter.
+        weights_identity: the identity of the encoder's current weights (recorded as ``weights_id``).
+    """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    if merge is None:
-        merge = encoder._merged or encoder._full_tuned
     lora_meta = None
     if merge:
         backbone = (
@@ -210,7 +193,7 @@ def save_encoder(encoder: TextEncoder, directory: str | Path, merge: bool | None
         "model_type": encoder.backbone.config.model_type,
         "dim": encoder.dim,
         "lora": lora_meta,
-        "weights_id": encoder._weights_identity(),
+        "weights_id": weights_identity,
         "fingerprint": encoder.fingerprint,
     }
     config = dataclasses.replace(encoder.config, lora=dataclasses.replace(encoder.config.lora, enabled=False))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -24,13 +25,16 @@ from lexray.config import load_config
 from lexray.text._arch import ArchSpec, arch_spec, truncate_config
 from lexray.text._batches import plan_batches
 from lexray.text._saved import (
-    _plain,
-    _tensor_digest,
-    _weights_id,
+    ADAPTER_DIR,
+    MODEL_DIR,
+    POOLING_FILE,
     fingerprint,
     is_encoder_dir,
-    load_encoder,
+    plain_overrides,
+    read_saved,
     save_encoder,
+    tensor_digest,
+    weights_id,
 )
 from lexray.text._tokens import collate, encode_ids
 from lexray.text.config import LoraSettings, TextEncoderConfig
@@ -119,7 +123,7 @@ class TextEncoder(nn.Module):
 
         if str(ref) in PUBLISHED_TEXT_MODELS:  # a published model's row: its own tokens, pooling, padding
             return load_published(str(ref), **overrides)
-        config = load_config(TextEncoderConfig, base={"model": str(ref), **_plain(overrides)})
+        config = load_config(TextEncoderConfig, base={"model": str(ref), **plain_overrides(overrides)})
         return cls.from_config(config)
 
     @classmethod
@@ -136,14 +140,31 @@ class TextEncoder(nn.Module):
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir or directory)
         # With fewer layers in the config, only the kept blocks' weights are read from the files.
         backbone = AutoModel.from_pretrained(directory, config=model_config, dtype=_DTYPES[config.dtype])
-        encoder = cls(backbone, tokenizer, config, spec, _weights_id(Path(directory)))
+        encoder = cls(backbone, tokenizer, config, spec, weights_id(Path(directory)))
         if config.lora.enabled:
             encoder.apply_lora(config.lora)
         return encoder
 
     @classmethod
     def _load_saved(cls, directory: Path, overrides: dict[str, Any]) -> TextEncoder:
-        return load_encoder(cls, directory, overrides)
+        meta, saved = read_saved(directory, overrides)
+        config = load_config(TextEncoderConfig, base=saved)
+        weights = meta["weights"]
+        if weights == "merged":
+            encoder = cls.from_config(config, model_dir=directory / MODEL_DIR, tokenizer_dir=directory)
+            # The merged files carry the trained identity, so the fingerprint survives the round trip.
+            encoder._base_weights_id = meta["weights_id"]
+        else:
+            encoder = cls.from_config(config, tokenizer_dir=directory)
+            if weights == "adapter":
+                from peft import PeftModel
+
+                encoder.backbone = PeftModel.from_pretrained(encoder.backbone, directory / ADAPTER_DIR)
+                encoder.config = dataclasses.replace(encoder.config, lora=LoraSettings(**meta["lora"]))
+        if (directory / POOLING_FILE).is_file():
+            encoder.pooling.load_state_dict(load_file(directory / POOLING_FILE))
+        encoder.eval()
+        return encoder
 
     # ------------------------------------------------------------------------------------------
     # architecture surgery
@@ -339,7 +360,7 @@ class TextEncoder(nn.Module):
             for name, param in self.backbone.named_parameters()
             if "lora_" in name or self._full_tuned
         }
-        return hashlib.sha256((self._base_weights_id + _tensor_digest(tensors)).encode()).hexdigest()
+        return hashlib.sha256((self._base_weights_id + tensor_digest(tensors)).encode()).hexdigest()
 
     @property
     def fingerprint(self) -> str:
@@ -363,4 +384,6 @@ class TextEncoder(nn.Module):
             merge: store full merged weights instead of the adapter; default: adapter when the encoder
                 has LoRA and its backbone was never merged or fully tuned, else full weights.
         """
-        return save_encoder(self, directory, merge)
+        if merge is None:
+            merge = self._merged or self._full_tuned
+        return save_encoder(self, directory, merge, self._weights_identity())

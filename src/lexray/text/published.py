@@ -178,7 +178,7 @@ def load_published(name: str, **overrides: Any) -> Any:
         **overrides: ``TextEncoderConfig`` fields that replace the row's (e.g. ``pooling="mean"``).
     """
     from lexray.config import load_config
-    from lexray.text._saved import _plain
+    from lexray.text._saved import plain_overrides
     from lexray.text.config import TextEncoderConfig
     from lexray.text.encoder import TextEncoder
 
@@ -195,7 +195,7 @@ def load_published(name: str, **overrides: Any) -> Any:
             dtype=overrides.get("dtype") or "bfloat16",
         )
     settings = encoder_settings(name)
-    settings.update({k: v for k, v in _plain(overrides).items() if v is not None})
+    settings.update({k: v for k, v in plain_overrides(overrides).items() if v is not None})
     return TextEncoder.from_config(load_config(TextEncoderConfig, base=settings))
 
 
@@ -369,7 +369,7 @@ def load_llm2vec4cxr(source: str | Path, pooling: str = "latent", dtype: str = "
 
     from lexray.config import load_config
     from lexray.text._arch import arch_spec
-    from lexray.text._saved import _weights_id
+    from lexray.text._saved import weights_id
     from lexray.text.config import TextEncoderConfig
     from lexray.text.encoder import TextEncoder
 
@@ -422,7 +422,7 @@ def load_llm2vec4cxr(source: str | Path, pooling: str = "latent", dtype: str = "
     if row.pad_is_eos:  # pads are pooled when n = 0, so their token matters
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = row.padding_side
-    encoder = TextEncoder(backbone, tokenizer, config, arch_spec("llama"), _weights_id(directory))
+    encoder = TextEncoder(backbone, tokenizer, config, arch_spec("llama"), weights_id(directory))
     if pooling == "latent":
         encoder.pooling.load_state_dict({k: v.float() for k, v in _latent_to_lexray(latent).items()})
     encoder.requires_grad_(False)
