@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markdown import Markdown
 from typer.core import TyperGroup
 
-from lexray.cli._args import CommandError, check_output_dir, check_output_file, not_utf8
+from lexray.cli._args import CommandError, check_output_dir, check_output_file, load_text_bench, not_utf8
 from lexray.config import load_config
 
 log = logging.getLogger(__name__)
@@ -192,19 +192,14 @@ def text_bench(
 ) -> None:
     """The report-encoder text benchmark (lexray.text.bench): style-robust retrieval, error discrimination."""
     try:
-        from lexray.text.bench import evaluate_bench, load_bench
+        from lexray.text.bench import evaluate_bench
     except ImportError as exc:
         raise CommandError(f"the text benchmark module is not available: {exc}") from exc
     if out:
         check_output_file(out, example="metrics.json", inputs=[bench])
     try:
-        items = load_bench(bench)
-        embed = _text_embedder(model, batch_size)
-        metrics = evaluate_bench(embed, items)
-    except UnicodeDecodeError as exc:
-        raise CommandError(not_utf8(bench, exc, "JSON lines")) from exc
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"{bench} is not a text bench (one JSON object per line): {exc.msg}") from exc
+        items = load_text_bench(bench)
+        metrics = evaluate_bench(_text_embedder(model, batch_size), items)
     except (FileNotFoundError, ValueError) as exc:
         raise CommandError(str(exc)) from exc
     if out:
