@@ -123,6 +123,7 @@ def train(config: TextTrainConfig, accelerator: Any | None = None, stop_at_step:
             # LLM2Vec: fold the MNTP adapters in, then train fresh adapters contrastively.
             encoder.merge_lora()
             encoder.freeze_backbone()
+            release_free_memory()  # MNTP's vocabulary-sized logits and optimiser state go back
         run.step_offset = config.mntp.steps
     if config.contrastive.enabled:
         train_studies, pool = contrastive_data(
