@@ -151,3 +151,33 @@ def test_rank_slice_splits_a_global_batch_in_order():
     assert [rank_slice(list(range(6)), r, 3) for r in range(3)] == [[0, 1], [2, 3], [4, 5]]
     with pytest.raises(ValueError, match="does not split"):
         rank_slice(list(range(5)), 0, 2)
+
+
+def test_make_accelerator_hands_the_timeout_to_the_process_group():
+    from datetime import timedelta
+
+    from lexray.training import make_accelerator
+
+    assert make_accelerator("no").init_handler is None  # the backend's default
+    handler = make_accelerator("no", timeout=timedelta(hours=6)).init_handler
+    assert handler.to_kwargs() == {"timeout": timedelta(hours=6)}
+
+
+def test_a_launched_command_waits_long_for_the_main_process(monkeypatch):
+    import lexray.training.distributed as distributed
+    from lexray.training.sharded import LAUNCH_TIMEOUT, ShardedEmbedder, shard_across_launch
+
+    asked: list[dict] = []
+
+    class Main:
+        is_main_process = True
+
+    def fake_make_accelerator(**kwargs):
+        asked.append(kwargs)
+        return Main()
+
+    monkeypatch.setattr(distributed, "make_accelerator", fake_make_accelerator)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    model, writes = shard_across_launch("model")
+    assert isinstance(model, ShardedEmbedder) and writes
+    assert asked == [{"timeout": LAUNCH_TIMEOUT}] and LAUNCH_TIMEOUT.total_seconds() > 600

@@ -11,6 +11,7 @@ import logging
 import os
 import warnings
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import torch
@@ -28,6 +29,7 @@ def make_accelerator(
     mixed_precision: str = "no",
     project_dir: str | None = None,
     broadcast_buffers: bool = True,
+    timeout: timedelta | None = None,
 ) -> Any:
     """The run's ``accelerate.Accelerator``, on gloo/CPU when launched as several processes without a GPU.
 
@@ -38,9 +40,12 @@ def make_accelerator(
         broadcast_buffers: DDP re-broadcasts module buffers from rank 0 at every forward. A step that runs
             several forwards (GradCache, length buckets) whose count may differ per process needs False;
             the text stage's buffers are constants (rotary frequencies), so nothing is lost.
+        timeout: how long a collective waits for the other processes before the run fails (None keeps
+            the backend's default, 10 minutes for NCCL). It reaches the process group only when this
+            call creates it: Accelerate keeps a group that already exists, with its own timeout.
     """
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
+    from accelerate.utils import DistributedDataParallelKwargs, InitProcessGroupKwargs
 
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or "LOCAL_RANK" in os.environ
     # Accelerate only picks the CPU/gloo backend when told to (``accelerate launch --cpu`` sets it).
@@ -56,7 +61,10 @@ def make_accelerator(
         mixed_precision=mixed_precision,
         project_dir=project_dir,
         cpu=cpu,
-        kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=broadcast_buffers)],
+        kwargs_handlers=[
+            DistributedDataParallelKwargs(broadcast_buffers=broadcast_buffers),
+            *([InitProcessGroupKwargs(timeout=timeout)] if timeout is not None else []),
+        ],
     )
 
 

@@ -11,15 +11,18 @@ the main process alone decides what is left, hands the tasks out a turn at a tim
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import timedelta
 from typing import Any, TypeVar
 
 import numpy as np
 import torch.distributed as dist
 
 R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 # What an embedding call may raise about one bad item; the caller's retry policy sees it on every rank.
 ITEM_ERRORS = (OSError, ValueError, RuntimeError)
@@ -29,6 +32,13 @@ ITEM_ERRORS = (OSError, ValueError, RuntimeError)
 _TURN, _DONE, _FAILED = "turn", "done", "failed"
 
 MapTasks = Callable[[Iterable[Any]], Iterator[Any]]  # tasks -> their results, in task order
+
+# How long a launched command's processes wait for each other in one collective. Under
+# :meth:`ShardedEmbedder.lead` the others wait in a broadcast while the main process works alone (reading
+# the done chunks before the first turn; checking images, building FAISS, writing and committing after the
+# last), which on a large index takes far longer than NCCL's default 10 minutes. A stuck process still
+# ends the run, just later.
+LAUNCH_TIMEOUT = timedelta(hours=6)
 
 
 class ShardedEmbedder:
@@ -161,10 +171,19 @@ def shard_across_launch(model: Any) -> tuple[Any, bool]:
     In a single process it returns ``(model, True)`` unchanged. Launched as several, it sets up the process
     group (gloo on CPU) and returns a :class:`ShardedEmbedder`, so every embedding call is computed a share
     per process, and True only on the main process, which alone writes the outputs.
+
+    The process group it creates waits :data:`LAUNCH_TIMEOUT` in a collective. A group that already
+    exists (set up earlier in the process, for example by another ``Accelerator``) keeps its own timeout,
+    because Accelerate does not create it again; a warning says so.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return model, True
     from lexray.training.distributed import make_accelerator
 
-    accelerator = make_accelerator()
+    if dist.is_available() and dist.is_initialized():
+        log.warning(
+            "the process group exists already: it keeps its own timeout, not %s, for the waits on the main process",
+            LAUNCH_TIMEOUT,
+        )
+    accelerator = make_accelerator(timeout=LAUNCH_TIMEOUT)
     return ShardedEmbedder(model), bool(accelerator.is_main_process)
