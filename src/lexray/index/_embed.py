@@ -4,10 +4,9 @@ Rerunning an interrupted build finds the chunks of the same job (same model, ite
 embeds only the missing or damaged ones. Within a chunk, :func:`lexray.embedding.embed_safely` decides
 what a bad record is, as everywhere else in lexray: one bad record skips only itself.
 
-Launched as several processes (a model that is a :class:`Crew`, such as
-``lexray.training.ShardedEmbedder``), the processes embed whole missing chunks, one each per turn; the
-main process alone reads what is done, decides what is left and writes every chunk, so a resumed
-multi-process build agrees on its plan by construction. A chunk is embedded exactly as one process
+Launched as several processes (a model that is a ``lexray.training.ShardedEmbedder``), the processes
+embed whole missing chunks, one each per turn; the main process alone reads what is done, decides what
+is left and writes every chunk, so a resumed multi-process build agrees on its plan by construction. A chunk is embedded exactly as one process
 would (the same batches), so the result equals a one-process build row for row.
 """
 
@@ -18,10 +17,10 @@ import json
 import logging
 import os
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -31,43 +30,22 @@ from lexray.index._layout import WORK_DIR, IndexFormatError
 from lexray.index.config import IndexConfig, Modality
 from lexray.index.model import Embedder, ModelRef
 
+if TYPE_CHECKING:
+    from lexray.training.sharded import MapTasks, R
+
 log = logging.getLogger(__name__)
-
-R = TypeVar("R")
-MapTasks = Callable[[Iterable[Any]], Iterator[Any]]  # tasks -> their results, in task order
-
-
-@runtime_checkable
-class Crew(Protocol):
-    """The processes of a launch working on one build; only the main one reads and writes the index."""
-
-    model: Any  # this process's own model, embedding locally
-
-    def lead(self, plan: Callable[[MapTasks], R], work: Callable[[Any], Any]) -> R:
-        """Run ``plan(map_tasks)`` on the main process, the tasks it maps computed across the processes;
-        every process returns its result or raises its error."""
-        ...
-
-
-class _Alone:
-    """One process: the plan runs here and maps its tasks in order."""
-
-    def __init__(self, model: Embedder) -> None:
-        """Work with ``model``."""
-        self.model = model
-
-    def lead(self, plan: Callable[[MapTasks], R], work: Callable[[Any], Any]) -> R:
-        """``plan`` with a plain, in-order map."""
-        return plan(lambda tasks: map(work, tasks))
 
 
 def lead_build(model: Any, plan: Callable[[Embedder, MapTasks], R]) -> R:
     """``plan(local_model, map_tasks)`` on the main process, its :class:`ChunkTask` embedded by the crew.
 
-    ``model`` is a :class:`Crew` under a launch (every process calls this; all return the plan's result
-    or raise its error), else a plain model this process works with alone.
+    ``model`` is a :class:`lexray.training.ShardedEmbedder` under a launch (every process calls this; all
+    return the plan's result or raise its error), else a plain model this process works with alone.
     """
-    crew = model if isinstance(model, Crew) else _Alone(model)
+    # Function-level: the index (read by the service) loads no torch until a build runs.
+    from lexray.training.sharded import ShardedEmbedder
+
+    crew = model if isinstance(model, ShardedEmbedder) else ShardedEmbedder(model, 0, 1)
     return crew.lead(lambda map_tasks: plan(crew.model, map_tasks), lambda task: embed_task(crew.model, task))
 
 
@@ -173,7 +151,7 @@ def embed_items(
     """Embed all items chunk by chunk, reusing the chunks already in ``job``.
 
     ``map_tasks`` computes the missing chunks' :class:`ChunkTask` with :func:`embed_task` (across the
-    processes of a launch, see :class:`Crew`); ``model`` gives the width. Each chunk is written as soon
+    processes of a launch, see :func:`lead_build`); ``model`` gives the width. Each chunk is written as soon
     as it is embedded, in chunk order.
     """
     dim = int(model.embed_dim)

@@ -8,7 +8,7 @@ The on-disk layout is described in :mod:`lexray.index._layout`, the crash-safe c
 
 Under ``accelerate launch`` (a model from ``lexray.training.sharded.shard_across_launch``), every process
 calls the same function: the main process holds the lock, decides, writes and commits, the others embed
-the chunks it hands out (:class:`lexray.index._embed.Crew`), and all of them return the same report.
+the chunks it hands out (``ShardedEmbedder.lead``), and all of them return the same report.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -28,7 +28,7 @@ import pyarrow as pa
 from lexray.data.manifest import studies_to_table
 from lexray.data.study import Reject, Study
 from lexray.index import _faiss
-from lexray.index._embed import Embedded, Items, MapTasks, embed_items, job_dir, lead_build
+from lexray.index._embed import Embedded, Items, embed_items, job_dir, lead_build
 from lexray.index._layout import (
     ALREADY_INDEXED,
     DUPLICATE_STUDY,
@@ -45,6 +45,9 @@ from lexray.index._versions import Side, clean_staging, locked, write_version
 from lexray.index.config import IndexConfig, Modality
 from lexray.index.model import Embedder, ModelRef
 from lexray.index.reader import ImageRecord, RetrievalIndex
+
+if TYPE_CHECKING:
+    from lexray.training.sharded import MapTasks
 
 __all__ = ["BuildReport", "ImageRecord", "RetrievalIndex", "add_to_index", "build_index"]
 
@@ -240,8 +243,8 @@ def build_index(
 
     Args:
         studies: the manifest's studies; duplicates, missing images and empty reports are skipped.
-        model: the embedder (its ``embed_dim`` fixes the width); a :class:`lexray.index._embed.Crew`
-            (``shard_across_launch``) splits the embedding across the processes of a launch.
+        model: the embedder (its ``embed_dim`` fixes the width); a ``lexray.training.ShardedEmbedder``
+            (from ``shard_across_launch``) splits the embedding across the processes of a launch.
         model_ref: stored so search and serve load the same model.
         out: the index directory (created; an existing index gets a new version on success only).
         config: what to embed and which FAISS structure to build.
