@@ -14,6 +14,8 @@ from lexray.evaluate.generation import (
     bleu_scores,
     chexpert_f1,
     fuse_reports,
+    green_model_scores,
+    radgraph_f1,
     report_metrics,
     retrieval_as_generation,
     retrieve_top_k,
@@ -108,3 +110,17 @@ def test_optional_metrics_degrade_with_a_reason(monkeypatch, keyword_labeler):
         bertscore(["a"], ["a"], "distilbert-base-uncased")
     out = report_metrics(["edema"], ["edema"], GenerationConfig(bertscore=True), keyword_labeler)
     assert "unavailable" in out["bertscore"] and out["bleu1"] > 0
+
+
+def test_an_installed_metric_package_without_its_entry_point_is_unavailable(monkeypatch):
+    import sys
+    import types
+
+    for module in ("bert_score", "radgraph", "green_score"):  # installed, but a release without the API
+        monkeypatch.setitem(sys.modules, module, types.ModuleType(module))
+    with pytest.raises(MetricUnavailable, match=r"bert_score\.score, which the installed bert-score lacks"):
+        bertscore(["a"], ["a"], "distilbert-base-uncased")
+    with pytest.raises(MetricUnavailable, match=r"radgraph\.F1RadGraph"):
+        radgraph_f1(["a"], ["a"])
+    with pytest.raises(MetricUnavailable, match=r"green_score\.GREEN.*report-metrics"):
+        green_model_scores(["a"], ["a"], "some/model")

@@ -19,7 +19,6 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any, Literal
 
 import numpy as np
@@ -225,20 +224,26 @@ def chexpert_f1(
     }
 
 
-def _report_metric_package(module: str, metric: str, package: str, also: str = "") -> ModuleType:
-    """The optional package behind a report metric, or MetricUnavailable naming the install line.
+def _report_metric_package(module: str, name: str, metric: str, package: str, also: str = "") -> Any:
+    """``module.name`` from the optional package behind a report metric, or MetricUnavailable naming the
+    install line (also when an installed version lacks ``name``, so an incompatible release degrades
+    like a missing one).
 
     Args:
         module: the package's import name.
+        name: the function or class the metric calls.
         metric: the metric as the message names it.
         package: the PyPI name the ``report-metrics`` extra installs.
         also: what else the metric needs, appended to the message.
     """
+    install = f"`pip install 'lexray[report-metrics]'` ({package}){also}"
     try:
-        return importlib.import_module(module)
+        return getattr(importlib.import_module(module), name)
     except ImportError as exc:
+        raise MetricUnavailable(f"{metric} needs {install}") from exc
+    except AttributeError as exc:
         raise MetricUnavailable(
-            f"{metric} needs `pip install 'lexray[report-metrics]'` ({package}){also}"
+            f"{metric} needs {module}.{name}, which the installed {package} lacks: {install}"
         ) from exc
 
 
@@ -248,9 +253,9 @@ def bertscore(hypotheses: Sequence[str], references: Sequence[str], model: str) 
     Raises:
         MetricUnavailable: package not installed or the model's weights cannot be loaded (offline).
     """
-    bert_score = _report_metric_package("bert_score", "BERTScore", "bert-score")
+    score = _report_metric_package("bert_score", "score", "BERTScore", "bert-score")
     try:
-        _, _, f1 = bert_score.score(list(hypotheses), list(references), model_type=model, verbose=False)
+        _, _, f1 = score(list(hypotheses), list(references), model_type=model, verbose=False)
     except (OSError, ValueError, KeyError) as exc:
         raise MetricUnavailable(f"BERTScore model {model!r} could not be loaded (offline?): {exc}") from exc
     return {"bertscore_f1": float(f1.mean())}
@@ -262,11 +267,11 @@ def radgraph_f1(hypotheses: Sequence[str], references: Sequence[str]) -> dict[st
     Raises:
         MetricUnavailable: package not installed or its weights cannot be downloaded.
     """
-    radgraph = _report_metric_package(
-        "radgraph", "RadGraph F1", "radgraph", " and its weights (network on first use)"
+    f1_radgraph = _report_metric_package(
+        "radgraph", "F1RadGraph", "RadGraph F1", "radgraph", " and its weights (network on first use)"
     )
     try:
-        scorer = radgraph.F1RadGraph(reward_level="partial")
+        scorer = f1_radgraph(reward_level="partial")
         result = scorer(hyps=list(hypotheses), refs=list(references))
     except (OSError, ValueError, RuntimeError) as exc:
         raise MetricUnavailable(f"RadGraph weights could not be loaded (offline?): {exc}") from exc
@@ -279,14 +284,15 @@ def green_model_scores(hypotheses: Sequence[str], references: Sequence[str], mod
     Raises:
         MetricUnavailable: package not installed or the model cannot be loaded.
     """
-    green_score = _report_metric_package(
+    green = _report_metric_package(
         "green_score",
+        "GREEN",
         "GREEN with the GREEN model",
         "green-score",
         "; or use green=judge with any OpenAI-compatible endpoint",
     )
     try:
-        scorer = green_score.GREEN(model, output_dir=".")
+        scorer = green(model, output_dir=".")
         mean, _, scores, _, _ = scorer(list(references), list(hypotheses))
     except (OSError, ValueError, RuntimeError) as exc:
         raise MetricUnavailable(f"GREEN model {model!r} could not be loaded (offline?): {exc}") from exc
