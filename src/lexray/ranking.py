@@ -1,6 +1,6 @@
 """Exact retrieval metrics computed blockwise: ranks, hit rate (CXR "Recall@K"), true recall@k, MRR.
 
-A ground-floor module: evaluation (:mod:`lexray.evaluate`) and the training loops' validation
+A kit module below every stage: evaluation (:mod:`lexray.evaluate`) and the training loops' validation
 (:mod:`lexray.clip.validate`) score with the same rules, and neither imports the other.
 
 Protocol (stated because published CXR numbers differ on exactly these points):

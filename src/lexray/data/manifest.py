@@ -37,7 +37,8 @@ SCHEMA_VERSION = 1
 _META_VERSION = b"lexray.schema_version"
 _META_LEXRAY = b"lexray.version"
 
-_TEXT_COLUMNS = ("findings", "impression", "indication", "comparison", "report")
+# The report-text columns of a study, in schema order; the sources' rows use the same names.
+TEXT_COLUMNS = ("findings", "impression", "indication", "comparison", "report")
 _IMAGE_TYPE = pa.struct([("path", pa.string()), ("view", pa.string()), ("image_id", pa.string())])
 
 SCHEMA = pa.schema(
@@ -46,7 +47,7 @@ SCHEMA = pa.schema(
         ("patient_id", pa.string()),
         ("source", pa.string()),
         ("split", pa.string()),
-        *[(c, pa.string()) for c in _TEXT_COLUMNS],
+        *[(c, pa.string()) for c in TEXT_COLUMNS],
         ("images", pa.list_(_IMAGE_TYPE)),
         ("extra", pa.map_(pa.string(), pa.string())),
     ]
@@ -74,7 +75,7 @@ def studies_to_table(studies: Iterable[Study]) -> pa.Table:
         ValueError: two studies share a study id.
     """
     cols: dict[str, list] = {
-        name: [] for name in ("study_id", "patient_id", "source", "split", *_TEXT_COLUMNS)
+        name: [] for name in ("study_id", "patient_id", "source", "split", *TEXT_COLUMNS)
     }
     img_offsets, img_path, img_view, img_id = [0], [], [], []
     extra_offsets, extra_keys, extra_values = [0], [], []
@@ -90,7 +91,7 @@ def studies_to_table(studies: Iterable[Study]) -> pa.Table:
         cols["patient_id"].append(s.patient_id)
         cols["source"].append(s.source)
         cols["split"].append(s.split)
-        for c in _TEXT_COLUMNS:
+        for c in TEXT_COLUMNS:
             cols[c].append(getattr(s, c))
         for img in s.images:
             img_path.append(img.path)
@@ -325,7 +326,7 @@ def iter_table(table: pa.Table) -> Iterator[Study]:
         return
     cols = {
         name: table.column(name).to_pylist()
-        for name in ("study_id", "patient_id", "source", "split", *_TEXT_COLUMNS)
+        for name in ("study_id", "patient_id", "source", "split", *TEXT_COLUMNS)
     }
     images = table.column("images").combine_chunks()
     img_offsets = (images.offsets.to_numpy() - images.offsets[0].as_py()).tolist()

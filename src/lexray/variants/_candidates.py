@@ -35,7 +35,10 @@ class Candidates:
             for status in ("positive", "uncertain", "negative", "absent")
         }
 
-    def _shuffled(self, items: list[str]) -> list[str]:
+    def _random_order(self, items: list[str]) -> list[str]:
+        """A copy of ``items`` in a random order, which may be the same order (unlike
+        :func:`lexray.variants._text.shuffled`, which guarantees a new one): only which item is tried
+        first matters here."""
         items = list(items)
         self.rng.shuffle(items)
         return items
@@ -101,7 +104,8 @@ class Candidates:
         return (start, end) if 0 <= start < end <= len(self.doc.sentences[k]) else None
 
     def word_swap(self, attribute: str, table: dict[str, tuple[str, ...]]) -> Iterator[tuple[str, Edit]]:
-        for obs in self._shuffled(self.present):
+        """Per present finding with ``attribute``, its attribute words swapped by ``table`` in every sentence."""
+        for obs in self._random_order(self.present):
             # Only mentions the labeler gave this attribute: a swap elsewhere could not change it.
             hits = [
                 (
@@ -140,18 +144,21 @@ class Candidates:
                 yield obs, {first: edit[first]}
 
     def laterality(self) -> Iterator[tuple[str, Edit]]:
+        """A finding moved to the other side (left <-> right, bilateral <-> one side)."""
         return self.word_swap("laterality", rw.LATERALITY_SWAPS)
 
     def location(self) -> Iterator[tuple[str, Edit]]:
+        """A finding moved to another lung region (upper <-> lower, apex <-> base, ...)."""
         return self.word_swap("location", rw.LOCATION_SWAPS)
 
     def severity(self) -> Iterator[tuple[str, Edit]]:
+        """A finding's degree swapped for another, or a far-end degree put on one stated without any."""
         yield from self.word_swap("severity", rw.SEVERITY_SWAPS)
         yield from self._severity_added()
 
     def _severity_added(self) -> Iterator[tuple[str, Edit]]:
         """A far-end degree on a finding stated without one, in every sentence that states it."""
-        for obs in self._shuffled([o for o in self.present if o in rw.SEVERITY_INSERTS]):
+        for obs in self._random_order([o for o in self.present if o in rw.SEVERITY_INSERTS]):
             hits = self._sentences_with(obs, ("positive",))
             mentions = [m for ms in self.by_sent.values() for m in ms if m.category == obs]
             if not hits or any(m.severity for m in mentions):
@@ -179,9 +186,11 @@ class Candidates:
                 yield obs, edit
 
     def chronicity(self) -> Iterator[tuple[str, Edit]]:
+        """A finding's change over time reversed (stable <-> new, increased <-> decreased, ...)."""
         return self.word_swap("chronicity", rw.CHRONICITY_SWAPS)
 
     def negation(self) -> Iterator[tuple[str, Edit]]:
+        """A present finding ruled out, or a ruled-out one stated as present."""
         # A report with findings is made normal before a normal report is made abnormal: both are
         # clinically important, the first is rarer in Open-i.
         for obs, status, hits, canonical in self._status_targets(("positive", "negative"), in_order=True):
@@ -208,6 +217,7 @@ class Candidates:
                 yield obs, edit
 
     def certainty(self) -> Iterator[tuple[str, Edit]]:
+        """A stated finding hedged, a hedged one made definite, or a ruled-out one made possible."""
         # Stated findings first (hedged, or a hedge made definite), then the far more common ruled-out
         # ones ("No evidence of pneumonia." -> "Possible pneumonia.").
         stated = self._status_targets(("positive", "uncertain"))
@@ -305,8 +315,9 @@ class Candidates:
         yield obs, edit
 
     def fabricated(self) -> Iterator[tuple[str, Edit]]:
+        """A sentence stating a finding the report does not mention, inserted beside a random sentence."""
         n = len(self.doc.sentences)
-        for obs in self._shuffled([o for o in self.by_status["absent"] if o in rw.FABRICATIONS]):
+        for obs in self._random_order([o for o in self.by_status["absent"] if o in rw.FABRICATIONS]):
             sentence = self.rng.choice(rw.FABRICATIONS[obs]).format(
                 side=self.rng.choice(rw.SIDES),
                 degree=self.rng.choice(rw.DEGREES),
@@ -319,7 +330,8 @@ class Candidates:
             yield obs, {k: [sentence, self.doc.sentences[k]] if before else [self.doc.sentences[k], sentence]}
 
     def omission(self) -> Iterator[tuple[str, Edit]]:
-        for obs in self._shuffled(self.present):
+        """A present finding removed: its sentences deleted, or its mentions cut from shared ones."""
+        for obs in self._random_order(self.present):
             hits = self._sentences_with(obs, PRESENT)
             if not hits:
                 continue

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from lexray.data.manifest import TEXT_COLUMNS
 from lexray.data.sections import normalize_whitespace
 from lexray.data.sources import SourceError, SourceResult
 from lexray.data.study import Image, Reject
@@ -90,8 +91,8 @@ class ImageChecker:
         return out
 
 
-# The report-text columns of a row; a source whose own columns carry these names maps them one to one.
-TEXT_COLUMNS = ("findings", "impression", "indication", "comparison", "report")
+# A row's columns; a source whose own columns carry these names (the manifest's text columns among
+# them) maps them one to one.
 ROW_COLUMNS = ("record", "study", "patient", "split", "image", "view", *TEXT_COLUMNS)
 
 
