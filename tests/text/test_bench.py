@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -78,7 +79,9 @@ def test_evaluate_bench_perfect_and_word_matching_encoders(tmp_path):
             "shorthand": f"sh {i}",
             "impression_only": f"io {i}",
             "restyled": f"re {i}",
-            "errors": [{"type": ("negation", "severity", "omission")[j], "text": f"err{j} {i}"} for j in range(3)],
+            "errors": [
+                {"type": ("negation", "severity", "omission")[j], "text": f"err{j} {i}"} for j in range(3)
+            ],
         }
         for i in range(5)
     ]
@@ -189,3 +192,23 @@ def test_bench_skeleton_cli(tmp_path):
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(rows) == 4 and {r["id"] for r in rows} <= {f"s{i}" for i in range(5)}
     assert set(rows[0]) == {"id", "findings", "impression"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'{"id": "x"}\n\xe9t\xe9\n', "b.jsonl is not UTF-8 JSON lines (line 2); save it as UTF-8"),
+        (b"plain text\n", "b.jsonl is not a text bench (one JSON object per line): line 1: Expecting value"),
+        (b'\n"a string"\n', "b.jsonl is not a text bench (one JSON object per line): line 2 is a JSON str"),
+        (b'{"id": "x", "findings": 1, "impression": "b"}\n', "b.jsonl:1: a field has the wrong type"),
+    ],
+)
+def test_load_bench_names_the_file_and_the_fix(tmp_path, content, message):
+    from lexray.errors import LexrayError
+
+    path = tmp_path / "b.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(LexrayError, match=re.escape(message)):
+        load_bench(path)
+    with pytest.raises(LexrayError, match="cannot read the bench .*check the path"):
+        load_bench(tmp_path / "missing.jsonl")

@@ -368,6 +368,35 @@ def test_bench_monitor_scores_during_training(tiny_llama_dir, manifest, tmp_path
     assert not np.allclose(e_full, e_half) and not np.allclose(e_half, base)
 
 
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"\xffnot utf-8\n", "is not UTF-8 JSON lines"),
+        (b"[1, 2]\n", "is not a text bench (one JSON object per line): line 1 is a JSON list"),
+        (b'{"id": "x", "findings": "a"}\n', "bench.jsonl:1: missing field"),
+    ],
+)
+def test_a_bad_eval_bench_fails_before_any_training_step(
+    tiny_llama_dir, manifest, tmp_path, monkeypatch, content, message
+):
+    import lexray.text.train as text_train
+    from lexray.errors import LexrayError
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a training loop ran before the bench was checked")
+
+    monkeypatch.setattr(text_train, "run_mntp", no_training)
+    monkeypatch.setattr(text_train, "run_contrastive", no_training)
+    bench = tmp_path / "bench.jsonl"
+    bench.write_bytes(content)
+    extra = ["mntp.enabled=true", f"eval_bench={bench}", "eval_every=2"]
+    cfg = _cfg(REPO / "configs/text/tiny-smoke.yaml", tiny_llama_dir, manifest, tmp_path / "run", extra)
+    with pytest.raises(LexrayError) as caught:
+        text_train.train(cfg)
+    assert str(bench) in str(caught.value) and message in str(caught.value)
+    assert not (tmp_path / "run").exists()  # nothing written, no step run
+
+
 def test_weight_interpolation_and_fabricated_share_are_checked(tiny_llama_dir, manifest, tmp_path):
     from lexray.text.train import train
 

@@ -5,12 +5,14 @@ An output path is checked before a model loads or a file is read, so a wrong ``-
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lexray.errors import LexrayError
+
+if TYPE_CHECKING:  # the bench module loads only when a command reads a bench
+    from lexray.text.bench import BenchItem, SeedErrorItem, SeedRetrievalItem
 
 # Entries of a lexray index directory (see lexray.index.store): a folder holding only these is an index,
 # or the start of one an interrupted first build left.
@@ -114,17 +116,13 @@ def not_utf8(path: Path, exc: UnicodeDecodeError, what: str = "text") -> str:
     return f"{path} is not UTF-8 {what}{where}; save it as UTF-8"
 
 
-def load_text_bench(path: Path) -> list[Any]:
-    """The items of a text bench (:func:`lexray.text.bench.load_bench`); a file that is not one is named.
+def load_text_bench(path: Path) -> list[BenchItem] | list[SeedRetrievalItem] | list[SeedErrorItem]:
+    """The items of a text bench (:func:`lexray.text.bench.load_bench`), imported when a command reads one.
 
     Raises:
-        CommandError: the file is not UTF-8, or a line is not a JSON object.
+        BenchFormatError: the file is missing, not UTF-8, or not a bench; a LexrayError naming the file,
+            which the command line prints as its ``error:`` line.
     """
     from lexray.text.bench import load_bench
 
-    try:
-        return list(load_bench(path))
-    except UnicodeDecodeError as exc:
-        raise CommandError(not_utf8(path, exc, "JSON lines")) from exc
-    except json.JSONDecodeError as exc:
-        raise CommandError(f"{path} is not a text bench (one JSON object per line): {exc.msg}") from exc
+    return load_bench(path)

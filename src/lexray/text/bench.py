@@ -40,9 +40,17 @@ from pathlib import Path
 import numpy as np
 
 from lexray.data.study import Study
+from lexray.errors import LexrayError
 
 STYLES = ("shorthand", "impression_only", "restyled")
 KS = (1, 5, 10)
+
+
+class BenchFormatError(LexrayError, ValueError):
+    """A bench file that cannot be read as one; the message names the file (and line) and the fix.
+
+    A ``ValueError`` too, so callers that caught the format errors of earlier versions still do.
+    """
 
 
 @dataclass(frozen=True)
@@ -96,56 +104,88 @@ def load_seed_bench(path: str | Path) -> list[SeedRetrievalItem] | list[SeedErro
     """Read a published evaluation file (retrieval or error discrimination, by its columns).
 
     Raises:
-        ValueError: the file has neither set of columns (the message lists them).
+        BenchFormatError: the file cannot be parsed, or has neither set of columns (the message lists them).
     """
     path = Path(path)
-    rows = _read_rows(path)
+    try:
+        rows = _read_rows(path)
+    except ValueError as exc:  # pandas' parser errors and UnicodeDecodeError are ValueErrors
+        raise BenchFormatError(f"{path} is not a readable {path.suffix} evaluation file: {exc}") from exc
     columns = set(rows[0]) if rows else set()
     cand = [f"candidate{i}" for i in range(ERROR_CANDIDATES)]
     if {"instruction", "query", *cand} <= columns:
         return [SeedErrorItem(r["instruction"], r["query"], tuple(r[c] for c in cand)) for r in rows]
     if {"instruction", "query", "answer"} <= columns:
         return [SeedRetrievalItem(r["instruction"], r["query"], r["answer"]) for r in rows]
-    raise ValueError(
+    raise BenchFormatError(
         f"{path}: columns {sorted(columns)} are neither instruction/query/answer (retrieval) nor "
         f"instruction/query/{'/'.join(cand)} (error discrimination)"
     )
+
+
+def _json_objects(path: Path) -> list[tuple[int, dict]]:
+    """(line number, object) of each non-blank line of a JSON-lines file.
+
+    Raises:
+        BenchFormatError: the file is missing, not UTF-8, or a line is not one JSON object.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise BenchFormatError(f"{path}: cannot read the bench ({exc.strerror}); check the path") from exc
+    except UnicodeDecodeError as exc:
+        line = exc.object.count(b"\n", 0, exc.start) + 1
+        raise BenchFormatError(f"{path} is not UTF-8 JSON lines (line {line}); save it as UTF-8") from exc
+    not_bench = f"{path} is not a text bench (one JSON object per line): line"
+    lines = enumerate(text.split("\n"), 1)  # not splitlines: JSON strings may hold U+2028
+    return [(lineno, _json_object(line, f"{not_bench} {lineno}")) for lineno, line in lines if line.strip()]
+
+
+def _json_object(line: str, where: str) -> dict:
+    """The JSON object on ``line``; ``where`` starts the message when it is not one."""
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise BenchFormatError(f"{where}: {exc.msg}") from exc
+    if isinstance(rec, dict):
+        return rec
+    raise BenchFormatError(f"{where} is a JSON {type(rec).__name__}")
 
 
 def load_bench(path: str | Path) -> list[BenchItem] | list[SeedRetrievalItem] | list[SeedErrorItem]:
     """Read a ``textbench-*.jsonl`` file, or a published evaluation file (see :func:`load_seed_bench`).
 
     Raises:
-        ValueError: a line lacks a field; the message names the line and the field.
+        BenchFormatError: the file is missing, not UTF-8, not one JSON object per line, or a line lacks
+            a field; the message names the file, the line and the field.
     """
     path = Path(path)
     if path.suffix in (".csv", ".parquet"):
         return load_seed_bench(path)
-    with open(path, encoding="utf-8") as f:
-        first = next((line for line in f if line.strip()), "")
-    if first and "query" in json.loads(first):
+    records = _json_objects(path)
+    if records and "query" in records[0][1]:
         return load_seed_bench(path)
     items = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            rec = json.loads(line)
-            try:
-                items.append(
-                    BenchItem(
-                        id=str(rec["id"]),
-                        original=rec["findings"] + " " + rec["impression"],
-                        shorthand=rec["shorthand"],
-                        impression_only=rec["impression_only"],
-                        restyled=rec["restyled"],
-                        errors=tuple((e["type"], e["text"]) for e in rec["errors"]),
-                    )
+    for lineno, rec in records:
+        try:
+            items.append(
+                BenchItem(
+                    id=str(rec["id"]),
+                    original=rec["findings"] + " " + rec["impression"],
+                    shorthand=rec["shorthand"],
+                    impression_only=rec["impression_only"],
+                    restyled=rec["restyled"],
+                    errors=tuple((e["type"], e["text"]) for e in rec["errors"]),
                 )
-            except KeyError as exc:
-                raise ValueError(
-                    f"{path}:{lineno}: missing field {exc} (see the bench README for the format)"
-                ) from exc
+            )
+        except KeyError as exc:
+            raise BenchFormatError(
+                f"{path}:{lineno}: missing field {exc} (see the bench README for the format)"
+            ) from exc
+        except TypeError as exc:  # a field of the wrong kind (a number for a text, a list of texts)
+            raise BenchFormatError(
+                f"{path}:{lineno}: a field has the wrong type ({exc}); see the bench README for the format"
+            ) from exc
     return items
 
 

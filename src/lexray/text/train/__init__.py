@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from lexray.config import save_config
+from lexray.text.bench import load_bench
 from lexray.text.config import TextTrainConfig
 from lexray.text.encoder import TextEncoder
 from lexray.text.train._stage import StageRun, StageState
@@ -89,6 +90,9 @@ def train(config: TextTrainConfig, accelerator: Any | None = None, stop_at_step:
         )
     if not 0.0 <= config.data.fabricated_studies <= 1.0:
         raise ValueError(f"data.fabricated_studies={config.data.fabricated_studies}: a share in [0, 1]")
+    # Read on every process before any training: a bad file fails at once with its name, and no process
+    # is left waiting in a collective for one that failed alone.
+    bench = load_bench(config.eval_bench) if config.eval_bench and config.eval_every else None
     if accelerator.is_main_process:
         save_config(config, out)
     metrics = MetricsLog(out, accelerator.is_main_process, accelerator.num_processes, config.mixed_precision)
@@ -131,7 +135,7 @@ def train(config: TextTrainConfig, accelerator: Any | None = None, stop_at_step:
         )
         release_free_memory()  # the variants and labels are made: their scratch memory goes back
         _make_trainable(encoder, config.contrastive.lora)
-        monitor = bench_monitor(encoder, config, metrics, accelerator)
+        monitor = bench_monitor(encoder, bench, config, metrics, accelerator)
         losses = run_contrastive(
             encoder, train_studies, pool, config.contrastive, config.seed, run, monitor=monitor
         )

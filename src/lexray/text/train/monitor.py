@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from lexray.text.config import TextTrainConfig
@@ -14,19 +14,23 @@ log = logging.getLogger(__name__)
 
 
 def bench_monitor(
-    encoder: TextEncoder, config: TextTrainConfig, metrics: MetricsLog, accelerator: Any
+    encoder: TextEncoder,
+    items: Sequence[Any] | None,
+    config: TextTrainConfig,
+    metrics: MetricsLog,
+    accelerator: Any,
 ) -> Callable[..., None] | None:
-    """Score the encoder on ``config.eval_bench`` every ``config.eval_every`` steps and after the last.
+    """Score the encoder on the bench ``items`` every ``config.eval_every`` steps and after the last.
 
-    The bench is only embedded, never trained on; its scores go to ``metrics.jsonl`` as
-    ``{"stage": "bench", ...}`` records so a run's trajectory can be read afterwards. Extra keyword
-    arguments force a score now and are written with it (the final weight interpolation).
+    ``items`` is ``config.eval_bench`` as :func:`lexray.text.bench.load_bench` read it (None: no bench);
+    only the main process scores. The bench is only embedded, never trained on; its scores go to
+    ``metrics.jsonl`` as ``{"stage": "bench", ...}`` records so a run's trajectory can be read afterwards.
+    Extra keyword arguments force a score now and are written with it (the final weight interpolation).
     """
-    if not (config.eval_bench and config.eval_every and accelerator.is_main_process):
+    if items is None or not (config.eval_every and accelerator.is_main_process):
         return None
-    from lexray.text.bench import evaluate_bench, load_bench
+    from lexray.text.bench import evaluate_bench
 
-    items = load_bench(config.eval_bench)
     last = config.contrastive.steps
 
     def monitor(step: int, **extra: Any) -> None:
