@@ -631,6 +631,18 @@ def test_a_warm_data_phase_reads_its_caches_and_gives_the_same_texts_and_labels(
     rows = [json.loads(line) for line in (cache / data.LABELS_FILE).read_text().splitlines()]
     assert sum(r["version"] == "labels-edited" for r in rows) == len({source_text(s) for s in studies})
     assert relabelled.label_keys == {s.study_id: cold.label_keys[s.study_id] for s in studies}
+    assert all(set(r) == {"version", "sha256", "key"} for r in rows)
+    # a crash tore the last row: the next rows start on a line of their own and all read back
+    labels = cache / data.LABELS_FILE
+    torn = labels.read_text()[:-10]
+    labels.write_text(torn)
+    monkeypatch.setattr(data, "labels_version", lambda: "labels-after-crash")
+    data.prepare_variants(studies, config, 0, cache)
+    lines = labels.read_text().splitlines()
+    assert lines[: len(torn.splitlines())] == torn.splitlines()
+    rows = [json.loads(line) for line in lines[len(torn.splitlines()) :]]
+    assert len(rows) == len({source_text(s) for s in studies})
+    assert all(r["version"] == "labels-after-crash" for r in rows)
 
 
 def test_full_run_trains_on_fabricated_studies(tiny_llama_dir, manifest, tmp_path):

@@ -8,6 +8,7 @@ rules version) and the source reports' finding labels (``labels.jsonl``, keyed b
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+import lexray
 from lexray.data.study import Study
 from lexray.text.config import TextDataConfig
 from lexray.text.pairs import distinct_equivalents
@@ -76,11 +78,12 @@ def _lazy_labeler() -> Callable[[], Any]:
     return get
 
 
+@functools.cache
 def labels_version() -> str:
     """``labels-<sha8>`` of the labeler's code (``lexray.variants._version.code_version``): the cache key."""
     from lexray.variants._version import code_version
 
-    return code_version(("lexray.findings.labeler",), Path(__file__).resolve().parents[3], "labels")
+    return code_version(("lexray.findings.labeler",), Path(lexray.__file__).resolve().parents[1], "labels")
 
 
 def _text_key(text: str) -> str:
@@ -90,30 +93,31 @@ def _text_key(text: str) -> str:
 def cached_label_keys(texts: Sequence[str], labeler: Callable[[], Any], cache_dir: Path) -> list[str]:
     """The label key (``"|".join(labels.vector())``) of each text, labelling only what the cache lacks.
 
-    Keys are stored by text hash and the labeler's code version in ``cache_dir/labels.jsonl``, so report
-    text is not copied and labels made by other labeler code are never reused.
+    Keys are stored by the text's SHA-256 and the labeler's code version in ``cache_dir/labels.jsonl``, so
+    report text is not copied and labels made by other labeler code are never reused.
     """
     version = labels_version()
     path = cache_dir / LABELS_FILE
     known: dict[str, str] = {}
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a torn last line after a crash: that text is labelled again
-                continue
-            if row.get("version") == version:
-                known.setdefault(row["text"], row["key"])
+    cached = path.read_text(encoding="utf-8") if path.is_file() else ""
+    for line in cached.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a torn last line after a crash: that text is labelled again
+            continue
+        if row.get("version") == version and "sha256" in row:
+            known.setdefault(row["sha256"], row["key"])
     hashes = [_text_key(t) for t in texts]
     todo = {h: t for h, t in zip(hashes, texts, strict=True) if h not in known}
     if todo:
         labels = labeler().pipe(list(todo.values()))
         new = {h: "|".join(lab.vector()) for h, lab in zip(todo, labels, strict=True)}
         path.parent.mkdir(parents=True, exist_ok=True)
+        # After a torn last line the first new row starts on a line of its own, so it stays readable.
+        torn = "\n" if cached and not cached.endswith("\n") else ""
+        rows = "".join(json.dumps({"version": version, "sha256": h, "key": k}) + "\n" for h, k in new.items())
         with open(path, "a", encoding="utf-8") as f:
-            f.write(
-                "".join(json.dumps({"version": version, "text": h, "key": k}) + "\n" for h, k in new.items())
-            )
+            f.write(torn + rows)
         known.update(new)
     return [known[h] for h in hashes]
 
