@@ -59,6 +59,7 @@ def weights_id(directory: Path) -> str:
 
 
 def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 hex of the named tensors' values (as float32, in name order): equal only for equal weights."""
     h = hashlib.sha256()
     for name in sorted(tensors):
         t = tensors[name].detach().to("cpu", torch.float32).contiguous()

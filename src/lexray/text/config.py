@@ -70,6 +70,8 @@ class StageConfig:
 
     enabled: bool = True  # run this stage
     steps: int = 100  # optimizer steps
+    # Each stage sets its own default; declared here so that it keeps its place after ``steps`` in every
+    # stage's fields, and so in the saved config.yaml (a field declared only in a subclass comes last).
     batch_size: int = 16  # examples per step (per process)
     lr: float = 1e-4  # peak learning rate (AdamW, linear warmup then linear decay)
     warmup_steps: int = 10  # linear warmup steps

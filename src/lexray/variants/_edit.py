@@ -23,15 +23,18 @@ class Doc:
 
     @property
     def sentences(self) -> list[str]:
+        """The findings then the impression sentences, in :attr:`spans` order."""
         return [*self.findings, *self.impression]
 
     def sentence_index(self, offset: int) -> int | None:
+        """Index of the sentence holding character ``offset`` of :attr:`text` (None: between sentences)."""
         for k, (_, _, start, end) in enumerate(self.spans):
             if start <= offset < end:
                 return k
         return None
 
     def mentions_by_sentence(self) -> dict[int, list]:
+        """The labeler's mentions grouped by the sentence they start in (sentences without one are absent)."""
         out: dict[int, list] = {}
         for m in self.labels.mentions:
             k = self.sentence_index(m.start)
@@ -49,14 +52,17 @@ class Doc:
         return new_f, new_i
 
     def render(self, edit: Edit) -> str:
+        """The report text after ``edit``, laid out as the source reports are."""
         return layout(*self.apply(edit))[0]
 
 
 def cap(s: str) -> str:
+    """``s`` with its first character upper-cased, the rest unchanged."""
     return s[:1].upper() + s[1:] if s else s
 
 
 def match_case(new: str, old: str) -> str:
+    """``new`` in the case of the word it replaces: all capitals, capitalised or as it is."""
     if len(old) > 1 and old.isupper():
         return new.upper()
     if old[:1].isupper():
@@ -65,6 +71,7 @@ def match_case(new: str, old: str) -> str:
 
 
 def tidy_edited(sentence: str) -> str:
+    """An edited sentence cleaned up: spaces, stray commas and conjunctions, article agreement, capital."""
     sentence = re.sub(r"\s+", " ", sentence).strip()
     sentence = re.sub(r"\s+([.,;:])", r"\1", sentence)
     sentence = re.sub(r",\s*,", ",", sentence)

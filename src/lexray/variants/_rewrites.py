@@ -194,8 +194,9 @@ LOCATION_SWAPS: dict[str, tuple[str, ...]] = {
     "lingular": ("left lower lobe",),
 }
 # Each word maps to its alternatives; the rng picks one per candidate. Every alternative names another
-# severity value of the labeler's lexicon, at the other end of the scale where one exists, so that a swap
-# is never a restatement ("slight" -> "mild" would be one).
+# degree of the labeler's severity lexicon, never a near-synonym ("slight" -> "mild" would restate it):
+# mostly the other end of the scale, and for some low degrees also a middle one ("mild" -> "moderate",
+# "small" / "trace" -> "moderate-sized"), a smaller change the encoder must still tell apart.
 SEVERITY_SWAPS: dict[str, tuple[str, ...]] = {
     "mild": ("severe", "marked", "moderate"),
     "mildly": ("severely", "markedly", "moderately"),

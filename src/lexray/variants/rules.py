@@ -136,15 +136,18 @@ def style_expanded(findings: list[str], impression: list[str], rng: random.Rando
 
 def style_impression_only(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
     """The impression section alone (a summary: may drop negatives, must keep every positive finding)."""
-    return _section_alone(impression, findings, "an impression")
+    return _section_alone(impression, findings, "an", "impression")
 
 
-def _section_alone(kept: list[str], other: list[str], name: str) -> tuple[str, str]:
-    """One section's text, or why it cannot stand alone (missing, or already the whole report)."""
+def _section_alone(kept: list[str], other: list[str], article: str, name: str) -> tuple[str, str]:
+    """One section's text, or why it cannot stand alone (missing, or already the whole report).
+
+    ``article`` ("a" / "an") goes before ``name`` in the reason the section is the whole report.
+    """
     if not kept:
-        return "", f"{NOT_APPLICABLE}: the report has no {name.split()[-1]} section"
+        return "", f"{NOT_APPLICABLE}: the report has no {name} section"
     if not other:
-        return "", f"{NOT_APPLICABLE}: the report has only {name} section"
+        return "", f"{NOT_APPLICABLE}: the report has only {article} {name} section"
     return join(kept), ""
 
 
@@ -207,7 +210,7 @@ def _key(sentence: str) -> str:
 
 def style_findings_only(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
     """The findings section alone."""
-    return _section_alone(findings, impression, "a findings")
+    return _section_alone(findings, impression, "a", "findings")
 
 
 def style_reordered(findings: list[str], impression: list[str], rng: random.Random) -> tuple[str, str]:
