@@ -20,7 +20,8 @@ WORDS: tuple[str, ...] = tuple(
     ).split()
 )
 
-# The size both tiny models share: 2 layers of width 32, 4 attention heads.
+# Small enough that a test builds and runs either model in well under a second; one size for both, so
+# a test can swap the Llama text tower for the BERT one and keep the widths it expects.
 TINY_SIZE: dict[str, int] = {
     "hidden_size": 32,
     "intermediate_size": 64,

@@ -104,8 +104,11 @@ def test_sharded_embedder_equals_one_process_and_fails_everywhere_alike(two_proc
 
 def test_work_led_by_the_main_process_is_shared_and_fails_everywhere_alike(two_processes):
     one = cases.led_by_main(0, 1)
-    assert one == {"result": [(t * t, 0) for t in range(5)], "task_error": "task 3 cannot run",
-                   "plan_error": "no usable study"}  # fmt: skip
+    assert one == {
+        "result": [(t * t, 0) for t in range(5)],
+        "task_error": "task 3 cannot run",
+        "plan_error": "no usable study",
+    }
     # Two processes: the same results in task order, computed a task per process a turn at a time, and
     # every process returns them (or raises the same error) whichever process computed or failed.
     assert two_processes["led"] == [{**one, "result": [(t * t, t % 2) for t in range(5)]}] * 2

@@ -11,7 +11,7 @@ from lexray.cli._args import CommandError, check_output_file
 
 app = typer.Typer(help="Embeddings from a trained dual encoder (images, texts).", no_args_is_help=True)
 
-# The options both commands share.
+# Declared once so that `embed images` and `embed texts` cannot drift apart in name or help.
 _MODEL = typer.Option(..., "--model", "-m", help="A dual-encoder directory or a `lexray clip train` run.")
 _SPLIT = typer.Option(None, help="Only this split (default: all).")
 

@@ -220,7 +220,8 @@ def create_app(searcher: Searcher, config: ServeConfig = ServeConfig(), token: s
             auth=bool(token),
         )
 
-    # Both searches answer alike: one response model, the same error bodies, token and body limit.
+    # One setting for both routes, so a client handles image and text search with the same code and a
+    # change to the schema, errors, auth or body limit cannot reach one route and miss the other.
     search_route: dict[str, Any] = {
         "response_model": SearchResponse,
         "responses": _ERRORS,
