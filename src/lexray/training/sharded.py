@@ -11,6 +11,7 @@ the main process alone decides what is left, hands the tasks out a turn at a tim
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import pickle
@@ -186,4 +187,12 @@ def shard_across_launch(model: Any) -> tuple[Any, bool]:
             LAUNCH_TIMEOUT,
         )
     accelerator = make_accelerator(timeout=LAUNCH_TIMEOUT)
+    atexit.register(_leave_group)
     return ShardedEmbedder(model), bool(accelerator.is_main_process)
+
+
+def _leave_group() -> None:
+    # A gloo group left to the interpreter's own teardown sometimes aborts a process that has finished
+    # ("terminate called without an active exception"), failing the whole launch after its work is done.
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
