@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from lexray import models
-from lexray.text.published import CheckpointError, load_matching
+from lexray.text.weight_files import CheckpointError, load_matching
 from lexray.vision.preprocess import ImagePreprocess
 
 FORMAT = "lexray-open-clip"

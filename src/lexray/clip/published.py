@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from lexray.text.published import CheckpointError, load_llm2vec4cxr, load_pickle
+from lexray.text.published import load_llm2vec4cxr
+from lexray.text.weight_files import CheckpointError, load_pickle
 
 log = logging.getLogger(__name__)
 

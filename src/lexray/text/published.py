@@ -13,39 +13,18 @@ What differs between the published models is data (:data:`PUBLISHED_TEXT_MODELS`
 
 from __future__ import annotations
 
-import json
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from lexray import models
-from lexray.errors import LexrayError
-
-log = logging.getLogger(__name__)
+from lexray.text.weight_files import CheckpointError, load_matching, read_state_dict, source_dir
 
 SEPARATOR = "!@#$%^&*()"  # llm2vec's instruction separator
 LLM2VEC4CXR_HUB_ID = "lukeingawesome/llm2vec4cxr"
 LLAMA_LICENSE = "MIT (weights) + Llama 3.2 Community License (Llama-derived)"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-class CheckpointError(LexrayError, ValueError):
-    """A published checkpoint is missing, incomplete or not in the layout its importer reads."""
-
-
-def load_matching(
-    module: torch.nn.Module, state: dict[str, torch.Tensor], ignored_suffix: str
-) -> tuple[list[str], list[str]]:
-    """Load ``state`` into ``module``; return the (missing, unexpected) keys, less those ending in
-    ``ignored_suffix`` (buffers a model recomputes, e.g. RoPE frequencies or position ids)."""
-    missing, unexpected = module.load_state_dict(state, strict=False)
-    return (
-        [k for k in missing if not k.endswith(ignored_suffix)],
-        [k for k in unexpected if not k.endswith(ignored_suffix)],
-    )
 
 
 @dataclass(frozen=True)
@@ -203,83 +182,6 @@ def load_published(name: str, **overrides: Any) -> Any:
 # LLM2Vec4CXR checkpoint files
 
 
-def source_dir(source: str | Path) -> Path:
-    """A local directory with the published files: ``source`` itself, or the hub snapshot of a hub id.
-
-    Raises:
-        lexray.models.ModelNotAvailableError: a hub id while offline (``HF_HUB_OFFLINE=1``) or unreachable.
-        CheckpointError: ``source`` is a file, not the model's directory.
-    """
-    path = Path(source).expanduser()
-    if path.is_file():
-        raise CheckpointError(
-            f"{path} is a file; give the directory holding config.json, model.safetensors and the tokenizer"
-        )
-    return models.local_path(str(source))
-
-
-def read_state_dict(directory: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a model directory: ``model.safetensors``, its shards, or ``pytorch_model.bin``.
-
-    Raises:
-        CheckpointError: no weight file, a truncated or unreadable file (naming it and the fix).
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    single, index = directory / "model.safetensors", directory / "model.safetensors.index.json"
-    if single.is_file():
-        files = [single]
-    elif index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        files = [directory / s for s in shards]
-    elif (directory / "pytorch_model.bin").is_file():
-        return load_pickle(directory / "pytorch_model.bin", allow_pickle=False)
-    else:
-        raise CheckpointError(
-            f"{directory} has no model.safetensors (nor shards or pytorch_model.bin); download the whole "
-            f"repository (`hf download {LLM2VEC4CXR_HUB_ID} --local-dir DIR`) and pass DIR"
-        )
-    state: dict[str, torch.Tensor] = {}
-    for file in files:
-        if not file.is_file():
-            raise CheckpointError(f"{file} is listed in the shard index but absent; download it again")
-        try:
-            state.update(load_file(file))
-        except (SafetensorError, OSError) as exc:
-            raise CheckpointError(
-                f"{file} cannot be read ({exc}); it is truncated or corrupt: download it again"
-            ) from exc
-    return state
-
-
-def load_pickle(file: Path, allow_pickle: bool) -> dict[str, Any]:
-    """``torch.load`` a ``.bin``/``.pt`` checkpoint with ``weights_only=True``; full unpickling only if allowed.
-
-    Raises:
-        CheckpointError: a truncated file, or one that needs full unpickling without ``allow_pickle``.
-    """
-    import pickle
-    import zipfile
-
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        if not allow_pickle:
-            raise CheckpointError(
-                f"{file} holds Python objects beyond tensors, so it cannot be loaded with "
-                "weights_only=True; unpickling can run arbitrary code: pass --allow-pickle only if you "
-                f"trust the file ({str(exc).splitlines()[0]})"
-            ) from exc
-        log.warning("%s: loading with full unpickling (--allow-pickle)", file)
-        return torch.load(file, map_location="cpu", weights_only=False)
-    except (RuntimeError, EOFError, zipfile.BadZipFile) as exc:
-        raise CheckpointError(
-            f"{file} cannot be read ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-            "it is truncated or not a torch checkpoint: download it again"
-        ) from exc
-
-
 def latent_shapes(dim: int, num_latents: int) -> dict[str, tuple[int, ...]]:
     """The published ``latent_attn.*`` tensors (nn.MultiheadAttention + Linear-GELU-Linear) for ``dim``."""
     return {
@@ -385,7 +287,7 @@ def load_llm2vec4cxr(source: str | Path, pooling: str = "latent", dtype: str = "
         raise CheckpointError(
             f"{directory}/config.json has model_type {model_config.model_type!r}; LLM2Vec4CXR is a llama"
         )
-    state = read_state_dict(directory)
+    state = read_state_dict(directory, LLM2VEC4CXR_HUB_ID)
     backbone_state = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     latent = {k.removeprefix("latent_attn."): v for k, v in state.items() if k.startswith("latent_attn.")}
     other = sorted(k for k in state if not k.startswith(("model.", "latent_attn.", "lm_head.")))
