@@ -96,3 +96,20 @@ def test_text_cache_key_ignores_paths_but_not_content(tmp_path: Path) -> None:
     assert text_cache_key(here, a) != text_cache_key(there, b)
     longer = dataclasses.replace(here, mntp=dataclasses.replace(here.mntp, steps=here.mntp.steps + 1))
     assert text_cache_key(longer, a) != text_cache_key(here, a)
+
+
+def test_text_cache_key_follows_the_variant_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """New variant rules make new training data: the cached encoder of the old rules is not reused."""
+    from lexray.config import load_config
+    from lexray.pipelines.demo import text_cache_key
+    from lexray.text.config import TextTrainConfig
+    from lexray.variants import rules
+
+    root = Path(__file__).resolve().parents[2]
+    recipe = load_config(TextTrainConfig, root / DemoConfig().text_config)
+    manifest = tmp_path / "m.parquet"
+    manifest.write_bytes(b"same")
+    before = text_cache_key(recipe, manifest)
+    assert text_cache_key(recipe, manifest) == before
+    monkeypatch.setattr(rules, "rules_version", lambda: "rules-00000000")
+    assert text_cache_key(recipe, manifest) != before

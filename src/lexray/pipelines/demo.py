@@ -150,12 +150,17 @@ def stage_phantoms(manifest: StageOutput, out: Path, size: int) -> StageOutput:
 
 
 def text_cache_key(recipe: Any, manifest: Path) -> str:
-    """Cache key of an adapted encoder: the recipe without its paths, plus the manifest's content.
+    """Cache key of an adapted encoder: its recipe without paths, its manifest's content, its data code.
 
-    Paths are left out so the same recipe on the same data is reused from any output folder.
+    The data code is the version of the variant rules and of the labeler, so that new rules retrain the
+    encoder instead of reusing one trained on the old. Paths are left out so the same recipe on the same
+    data is reused from any output folder.
     """
+    from lexray.text.train.data import labels_version
+    from lexray.variants.rules import rules_version
+
     portable = dataclasses.replace(recipe, output_dir="", data=dataclasses.replace(recipe.data, manifest=""))
-    return content_key(portable, digest_file(manifest))
+    return content_key(portable, digest_file(manifest), rules_version(), labels_version())
 
 
 def stage_text(cfg: DemoConfig, manifest: StageOutput) -> StageOutput:
