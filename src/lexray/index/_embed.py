@@ -6,8 +6,9 @@ what a bad record is, as everywhere else in lexray: one bad record skips only it
 
 Launched as several processes (a model that is a ``lexray.training.ShardedEmbedder``), the processes
 embed whole missing chunks, one each per turn; the main process alone reads what is done, decides what
-is left and writes every chunk, so a resumed multi-process build agrees on its plan by construction. A chunk is embedded exactly as one process
-would (the same batches), so the result equals a one-process build row for row.
+is left and writes every chunk, so a resumed multi-process build agrees on its plan by construction. A
+chunk is embedded exactly as one process would (the same batches), so the result equals a one-process
+build row for row.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def lead_build(model: Any, plan: Callable[[Embedder, MapTasks], R]) -> R:
-    """``plan(local_model, map_tasks)`` on the main process, its :class:`ChunkTask` embedded by the crew.
+    """``plan(local_model, map_tasks)`` on the main process, its :class:`ChunkTask` embedded by every process.
 
     ``model`` is a :class:`lexray.training.ShardedEmbedder` under a launch (every process calls this; all
     return the plan's result or raise its error), else a plain model this process works with alone.
